@@ -1,0 +1,109 @@
+//! Builds and runs the Pingora server: proxy service, admin service, lifecycle service.
+
+use crate::admin::AdminApp;
+use crate::config::Config;
+use crate::lifecycle::{Lifecycle, LifecycleService};
+use crate::listeners::ListenAddress;
+use crate::logging::AccessLog;
+use crate::metrics::Metrics;
+use crate::proxy::Gateway;
+use pingora::listeners::tls::TlsSettings;
+use pingora::prelude::*;
+use pingora::proxy::http_proxy_service_with_name;
+use pingora::server::configuration::ServerConf;
+use pingora::services::background::background_service;
+use pingora::services::listening::Service;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tracing::info;
+
+/// Runtime shutdown timeout after the drain: tasks still running then are cancelled.
+const RUNTIME_SHUTDOWN_SECONDS: u64 = 5;
+
+/// Starts keyway and serves until SIGTERM (graceful) or SIGINT (immediate). Never returns.
+pub fn run(config: Config) -> Result<std::convert::Infallible, Box<dyn std::error::Error>> {
+    let proxy_addresses = resolve_all(&config.server.listen)?;
+    let admin_address = ListenAddress::resolve(config.admin.listen.parse()?)?;
+
+    let server_conf = ServerConf {
+        threads: config.server.threads,
+        grace_period_seconds: Some(config.server.grace_period.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(RUNTIME_SHUTDOWN_SECONDS),
+        upstream_keepalive_pool_size: config.server.upstream_keepalive_pool_size,
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, server_conf);
+    server.bootstrap();
+
+    let metrics = Arc::new(Metrics::new());
+    let lifecycle = Arc::new(Lifecycle::default());
+    let access_log = AccessLog {
+        enabled: config.log.access_log,
+    };
+    let gateway = Gateway::new(
+        config.routes,
+        metrics.clone(),
+        lifecycle.clone(),
+        access_log,
+    );
+    let mut proxy = http_proxy_service_with_name(&server.configuration, gateway, "keyway proxy");
+    for address in &proxy_addresses {
+        add_listener(&mut proxy, address, config.server.tls.as_ref())?;
+    }
+
+    let mut admin = Service::new(
+        "keyway admin".to_owned(),
+        AdminApp {
+            metrics,
+            lifecycle: lifecycle.clone(),
+        },
+    );
+    admin.threads = Some(1);
+    add_listener(&mut admin, &admin_address, None)?;
+
+    let lifecycle_service = LifecycleService {
+        lifecycle,
+        listeners: proxy_addresses
+            .iter()
+            .map(|address| address.address)
+            .collect(),
+        grace_period: config.server.grace_period,
+    };
+    server.add_service(proxy);
+    server.add_service(admin);
+    server.add_service(background_service("keyway lifecycle", lifecycle_service));
+
+    let proxy_list: Vec<String> = proxy_addresses
+        .iter()
+        .map(|address| address.address.to_string())
+        .collect();
+    info!(proxy = proxy_list.join(","), admin = %admin_address.address, "listening");
+    // `proxy_addresses` and `admin_address` hold port reservations: keep them alive until exit.
+    server.run_forever()
+}
+
+fn resolve_all(listen: &[String]) -> Result<Vec<ListenAddress>, Box<dyn std::error::Error>> {
+    listen
+        .iter()
+        .map(|address| Ok(ListenAddress::resolve(address.parse::<SocketAddr>()?)?))
+        .collect()
+}
+
+fn add_listener<A>(
+    service: &mut Service<A>,
+    address: &ListenAddress,
+    tls: Option<&crate::config::TlsFiles>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let text = address.address.to_string();
+    match (tls, address.socket_options()) {
+        (Some(tls), options) => {
+            let cert = tls.cert.to_string_lossy();
+            let key = tls.key.to_string_lossy();
+            let settings = TlsSettings::intermediate(&cert, &key)?;
+            service.add_tls_with_settings(&text, options, settings);
+        }
+        (None, Some(options)) => service.add_tcp_with_settings(&text, options),
+        (None, None) => service.add_tcp(&text),
+    }
+    Ok(())
+}

@@ -1,0 +1,228 @@
+//! Authenticators: who is calling. Each returns Allow, Deny or NotPresent; a route accepts any-of.
+//!
+//! This module owns the decision rule (see [`authenticate_any`]); each authenticator lives in a
+//! module of its own and knows only its own credential.
+
+mod none;
+mod principal;
+
+pub use none::NoneAuthenticator;
+pub use principal::Principal;
+
+use crate::error::GatewayError;
+use crate::metrics::Metrics;
+use async_trait::async_trait;
+use http::{HeaderMap, Method, Uri};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The parts of a request an authenticator may look at; plain `http` types, no socket.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthRequest<'a> {
+    pub method: &'a Method,
+    pub uri: &'a Uri,
+    pub headers: &'a HeaderMap,
+    pub client_ip: Option<IpAddr>,
+}
+
+/// Why a presented credential was refused. Clients only ever see the mapped envelope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthDenial {
+    /// Unknown, expired, revoked or malformed: deliberately indistinguishable.
+    Invalid,
+    /// Valid but not allowed here.
+    Forbidden,
+    /// The credential could not be checked (a dependency is down): never treated as valid.
+    Unavailable,
+}
+
+impl From<AuthDenial> for GatewayError {
+    fn from(denial: AuthDenial) -> Self {
+        match denial {
+            AuthDenial::Invalid => GatewayError::Unauthorized,
+            AuthDenial::Forbidden => GatewayError::Forbidden,
+            AuthDenial::Unavailable => GatewayError::ServiceUnavailable,
+        }
+    }
+}
+
+/// One authenticator's verdict on one request.
+#[derive(Debug)]
+pub enum AuthOutcome {
+    Allow(Principal),
+    Deny(AuthDenial),
+    /// The request carries no credential of this kind.
+    NotPresent,
+}
+
+impl AuthOutcome {
+    fn label(&self) -> &'static str {
+        match self {
+            AuthOutcome::Allow(_) => "allow",
+            AuthOutcome::Deny(_) => "deny",
+            AuthOutcome::NotPresent => "absent",
+        }
+    }
+}
+
+#[async_trait]
+pub trait Authenticator: Send + Sync + std::fmt::Debug {
+    /// The name used in `auth = [...]` and in the `authenticator` metric label.
+    fn name(&self) -> &'static str;
+
+    async fn authenticate(&self, request: &AuthRequest<'_>) -> AuthOutcome;
+}
+
+/// The authenticator names a route may list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthKind {
+    None,
+    Converse,
+    Jwt,
+    Exchange,
+    HostedEmail,
+}
+
+impl AuthKind {
+    pub fn parse(name: &str) -> Option<AuthKind> {
+        Some(match name {
+            "none" => AuthKind::None,
+            "converse" => AuthKind::Converse,
+            "jwt" => AuthKind::Jwt,
+            "exchange" => AuthKind::Exchange,
+            "hosted_email" => AuthKind::HostedEmail,
+            _ => return None,
+        })
+    }
+
+    /// The shared instance for this kind, or why it cannot be used.
+    pub fn build(self) -> Result<Arc<dyn Authenticator>, String> {
+        match self {
+            AuthKind::None => Ok(Arc::new(NoneAuthenticator)),
+            other => Err(format!(
+                "authenticator \"{}\" is not available in this version of keyway (available: \"none\")",
+                other.name()
+            )),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            AuthKind::None => "none",
+            AuthKind::Converse => "converse",
+            AuthKind::Jwt => "jwt",
+            AuthKind::Exchange => "exchange",
+            AuthKind::HostedEmail => "hosted_email",
+        }
+    }
+}
+
+/// Runs a route's authenticators and decides.
+///
+/// - any Deny denies (a bad credential is never rescued by another authenticator);
+/// - two authenticators that both recognise a credential deny: one request, one identity;
+/// - exactly one Allow allows;
+/// - nothing presented is 401.
+pub async fn authenticate_any(
+    authenticators: &[Arc<dyn Authenticator>],
+    request: &AuthRequest<'_>,
+    metrics: &Metrics,
+) -> Result<Principal, GatewayError> {
+    let mut allowed: Option<Principal> = None;
+    for authenticator in authenticators {
+        let started = Instant::now();
+        let outcome = authenticator.authenticate(request).await;
+        metrics.observe_auth(authenticator.name(), outcome.label(), started.elapsed());
+        match outcome {
+            AuthOutcome::Deny(denial) => return Err(denial.into()),
+            AuthOutcome::Allow(_) if allowed.is_some() => return Err(GatewayError::Unauthorized),
+            AuthOutcome::Allow(principal) => allowed = Some(principal),
+            AuthOutcome::NotPresent => {}
+        }
+    }
+    allowed.ok_or(GatewayError::Unauthorized)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Fixed(&'static str, fn() -> AuthOutcome);
+
+    #[async_trait]
+    impl Authenticator for Fixed {
+        fn name(&self) -> &'static str {
+            self.0
+        }
+        async fn authenticate(&self, _: &AuthRequest<'_>) -> AuthOutcome {
+            (self.1)()
+        }
+    }
+
+    async fn decide(list: Vec<Arc<dyn Authenticator>>) -> Result<Principal, GatewayError> {
+        let (method, uri, headers) = (Method::GET, Uri::from_static("/"), HeaderMap::new());
+        let request = AuthRequest {
+            method: &method,
+            uri: &uri,
+            headers: &headers,
+            client_ip: None,
+        };
+        authenticate_any(&list, &request, &Metrics::new()).await
+    }
+
+    fn allow() -> AuthOutcome {
+        AuthOutcome::Allow(Principal::anonymous("t"))
+    }
+    fn absent() -> AuthOutcome {
+        AuthOutcome::NotPresent
+    }
+    fn deny() -> AuthOutcome {
+        AuthOutcome::Deny(AuthDenial::Invalid)
+    }
+
+    #[tokio::test]
+    async fn decision_rule() {
+        assert!(
+            decide(vec![
+                Arc::new(Fixed("a", absent)),
+                Arc::new(Fixed("b", allow))
+            ])
+            .await
+            .is_ok()
+        );
+        assert_eq!(
+            decide(vec![Arc::new(Fixed("a", absent))])
+                .await
+                .unwrap_err(),
+            GatewayError::Unauthorized
+        );
+        assert_eq!(
+            decide(vec![
+                Arc::new(Fixed("a", allow)),
+                Arc::new(Fixed("b", allow))
+            ])
+            .await
+            .unwrap_err(),
+            GatewayError::Unauthorized
+        );
+        assert_eq!(
+            decide(vec![
+                Arc::new(Fixed("a", allow)),
+                Arc::new(Fixed("b", deny))
+            ])
+            .await
+            .unwrap_err(),
+            GatewayError::Unauthorized
+        );
+    }
+
+    #[test]
+    fn only_none_is_available() {
+        assert!(AuthKind::parse("none").unwrap().build().is_ok());
+        let message = AuthKind::parse("jwt").unwrap().build().unwrap_err();
+        assert!(message.contains("\"jwt\""), "{message}");
+        assert!(AuthKind::parse("basic").is_none());
+    }
+}

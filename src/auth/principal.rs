@@ -1,0 +1,72 @@
+//! `Principal`: who a request was proven to come from, and the claims `identity_headers` read.
+
+use serde_json::{Map, Value};
+
+/// The identity an authenticator established.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// The authenticator that established it.
+    pub authenticator: &'static str,
+    /// Named attributes (`sub`, `email`, `admin`, nested objects for JWT claims, …).
+    pub claims: Map<String, Value>,
+}
+
+impl Principal {
+    /// No identity: what `auth = ["none"]` yields. Identity headers stay absent.
+    pub fn anonymous(authenticator: &'static str) -> Self {
+        Principal {
+            authenticator,
+            claims: Map::new(),
+        }
+    }
+
+    /// The header text of a claim by dotted path: strings as is, numbers and booleans
+    /// printed, arrays of those joined with `,`. Objects and nulls have no header form.
+    pub fn claim_text(&self, path: &str) -> Option<String> {
+        let mut segments = path.split('.');
+        let mut value = self.claims.get(segments.next()?)?;
+        for segment in segments {
+            value = value.as_object()?.get(segment)?;
+        }
+        match value {
+            Value::Array(items) => items
+                .iter()
+                .map(scalar_text)
+                .collect::<Option<Vec<_>>>()
+                .map(|parts| parts.join(",")),
+            other => scalar_text(other),
+        }
+    }
+}
+
+fn scalar_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(text) => Some(text.clone()),
+        Value::Number(number) => Some(number.to_string()),
+        Value::Bool(flag) => Some(flag.to_string()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn claim_text_by_path() {
+        let mut principal = Principal::anonymous("t");
+        principal.claims =
+            json!({"sub": "u1", "n": 5, "ok": true, "roles": ["a", "b"], "org": {"id": "o"}})
+                .as_object()
+                .unwrap()
+                .clone();
+        assert_eq!(principal.claim_text("sub").as_deref(), Some("u1"));
+        assert_eq!(principal.claim_text("n").as_deref(), Some("5"));
+        assert_eq!(principal.claim_text("ok").as_deref(), Some("true"));
+        assert_eq!(principal.claim_text("roles").as_deref(), Some("a,b"));
+        assert_eq!(principal.claim_text("org.id").as_deref(), Some("o"));
+        assert_eq!(principal.claim_text("org"), None);
+        assert_eq!(principal.claim_text("missing"), None);
+    }
+}

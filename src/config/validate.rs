@@ -1,0 +1,472 @@
+//! Raw config -> compiled [`Config`]: every check, every problem named by its key.
+
+use super::raw::{RawConfig, RawRoute, RawServer, RawUpstream};
+use super::secret::Secret;
+use super::{AdminSettings, Config, ConfigProblem, LogSettings, ServerSettings, TlsFiles};
+use crate::auth::{AuthKind, Authenticator};
+use crate::headers::{HeaderPolicy, RESERVED, normalise_name};
+use crate::routing::{Route, RouteTable, validate_prefix};
+use crate::upstream::{PeerSettings, Upstream};
+use http::{HeaderName, HeaderValue, Method};
+use std::collections::{BTreeMap, HashMap};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Collects problems while compiling.
+struct Checker<'a> {
+    problems: &'a mut Vec<ConfigProblem>,
+}
+
+impl Checker<'_> {
+    fn fail(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(ConfigProblem::new(key, message));
+    }
+
+    /// Records `Err` as a problem at `key`; passes `Ok` through.
+    fn check<T>(&mut self, key: impl Into<String>, result: Result<T, String>) -> Option<T> {
+        result.map_err(|message| self.fail(key, message)).ok()
+    }
+}
+
+pub fn compile(raw: RawConfig, base: &Path, problems: &mut Vec<ConfigProblem>) -> Config {
+    let mut checker = Checker { problems };
+    let server = compile_server(&raw.server, base, &mut checker);
+    let admin = AdminSettings {
+        listen: checker
+            .check(
+                "admin.listen",
+                parse_listen(&raw.admin.listen).map(|_| raw.admin.listen.clone()),
+            )
+            .unwrap_or_default(),
+    };
+    if server.listen.contains(&admin.listen) && !admin.listen.ends_with(":0") {
+        checker.fail(
+            "admin.listen",
+            "must differ from every server.listen address",
+        );
+    }
+    let log = LogSettings {
+        level: checker
+            .check(
+                "log.level",
+                tracing_subscriber::EnvFilter::try_new(&raw.log.level)
+                    .map(|_| raw.log.level.clone())
+                    .map_err(|_| format!("invalid log filter {:?}", raw.log.level)),
+            )
+            .unwrap_or_default(),
+        access_log: raw.log.access_log,
+    };
+    let upstreams = compile_upstreams(&raw.upstreams, &mut checker);
+    let credentials = compile_credentials(&raw.credentials, &mut checker);
+    let routes = compile_routes(
+        &raw,
+        &upstreams,
+        &credentials,
+        server_body_limit(&raw.server),
+        &mut checker,
+    );
+    Config {
+        server,
+        admin,
+        log,
+        routes,
+    }
+}
+
+fn server_body_limit(server: &RawServer) -> u64 {
+    server.max_body_bytes
+}
+
+fn compile_server(raw: &RawServer, base: &Path, checker: &mut Checker) -> ServerSettings {
+    if raw.listen.is_empty() {
+        checker.fail("server.listen", "at least one address is required");
+    }
+    for (index, address) in raw.listen.iter().enumerate() {
+        checker.check(format!("server.listen[{index}]"), parse_listen(address));
+        if raw.listen[..index].contains(address) {
+            checker.fail(
+                format!("server.listen[{index}]"),
+                format!("{address:?} is listed twice"),
+            );
+        }
+    }
+    if !(1..=256).contains(&raw.threads) {
+        checker.fail("server.threads", "must be between 1 and 256");
+    }
+    if raw.grace_period_seconds > 3600 {
+        checker.fail("server.grace_period_seconds", "must be at most 3600");
+    }
+    if raw.max_body_bytes == 0 {
+        checker.fail("server.max_body_bytes", "must be at least 1");
+    }
+    let tls = raw.tls.as_ref().map(|tls| TlsFiles {
+        cert: existing_file(base, &tls.cert, "server.tls.cert", checker),
+        key: existing_file(base, &tls.key, "server.tls.key", checker),
+    });
+    ServerSettings {
+        listen: raw.listen.clone(),
+        threads: raw.threads,
+        tls,
+        grace_period: Duration::from_secs(raw.grace_period_seconds),
+        upstream_keepalive_pool_size: raw.upstream_keepalive_pool_size,
+    }
+}
+
+fn parse_listen(address: &str) -> Result<SocketAddr, String> {
+    address
+        .parse()
+        .map_err(|_| format!("{address:?} is not an IP:port address (e.g. \"0.0.0.0:8080\")"))
+}
+
+fn existing_file(base: &Path, file: &str, key: &str, checker: &mut Checker) -> std::path::PathBuf {
+    let path = base.join(file);
+    if !path.is_file() {
+        checker.fail(
+            key,
+            format!("file {:?} does not exist", path.display().to_string()),
+        );
+    }
+    path
+}
+
+fn compile_upstreams(
+    raw: &BTreeMap<String, RawUpstream>,
+    checker: &mut Checker,
+) -> HashMap<String, Arc<Upstream>> {
+    raw.iter()
+        .map(|(name, upstream)| {
+            let key = format!("upstreams.{name}");
+            let addresses = resolve_addresses(&key, &upstream.addresses, checker);
+            let settings = peer_settings(&key, upstream, checker);
+            (
+                name.clone(),
+                Arc::new(Upstream::new(name.clone(), &addresses, &settings)),
+            )
+        })
+        .collect()
+}
+
+fn resolve_addresses(key: &str, addresses: &[String], checker: &mut Checker) -> Vec<SocketAddr> {
+    if addresses.is_empty() {
+        checker.fail(
+            format!("{key}.addresses"),
+            "at least one address is required",
+        );
+    }
+    let mut resolved = Vec::new();
+    for (index, address) in addresses.iter().enumerate() {
+        match address.to_socket_addrs().map(|mut all| all.next()) {
+            Ok(Some(first)) => resolved.push(first),
+            _ => checker.fail(
+                format!("{key}.addresses[{index}]"),
+                format!("{address:?} is not a resolvable host:port"),
+            ),
+        }
+    }
+    if resolved.is_empty() {
+        // Keep the compiled upstream well-formed; the problem above already fails the load.
+        resolved.push(SocketAddr::from(([127, 0, 0, 1], 9)));
+    }
+    resolved
+}
+
+fn peer_settings(key: &str, raw: &RawUpstream, checker: &mut Checker) -> PeerSettings {
+    if raw.tls && raw.sni.is_empty() {
+        checker.fail(format!("{key}.sni"), "is required when tls = true");
+    }
+    let mut timeout = |name: &str, ms: u64| {
+        if !(1..=3_600_000).contains(&ms) {
+            checker.fail(
+                format!("{key}.{name}"),
+                "must be between 1 and 3600000 milliseconds",
+            );
+        }
+        Duration::from_millis(ms.max(1))
+    };
+    PeerSettings {
+        tls: raw.tls,
+        sni: raw.sni.clone(),
+        verify_cert: raw.verify_cert,
+        connect_timeout: timeout("connect_timeout_ms", raw.connect_timeout_ms),
+        read_timeout: timeout("read_timeout_ms", raw.read_timeout_ms),
+        write_timeout: timeout("write_timeout_ms", raw.write_timeout_ms),
+        idle_timeout: timeout("idle_timeout_ms", raw.idle_timeout_ms),
+    }
+}
+
+type CredentialSet = Vec<(HeaderName, HeaderValue)>;
+
+fn compile_credentials(
+    raw: &BTreeMap<String, BTreeMap<String, Secret>>,
+    checker: &mut Checker,
+) -> HashMap<String, CredentialSet> {
+    raw.iter()
+        .map(|(set_name, headers)| {
+            if headers.is_empty() {
+                checker.fail(
+                    format!("credentials.{set_name}"),
+                    "must name at least one header",
+                );
+            }
+            let compiled = headers
+                .iter()
+                .filter_map(|(header, secret)| {
+                    let key = format!("credentials.{set_name}.{header}");
+                    let name = checker.check(&key, header_name(header))?;
+                    // The value is a secret: the message must not quote it.
+                    let value = checker.check(
+                        &key,
+                        HeaderValue::from_str(secret.expose())
+                            .map_err(|_| "value is not a valid HTTP header value".to_owned()),
+                    )?;
+                    Some((name, value))
+                })
+                .collect();
+            (set_name.clone(), compiled)
+        })
+        .collect()
+}
+
+/// A header name keyway may strip or set: valid, and not one it must own itself.
+fn header_name(name: &str) -> Result<HeaderName, String> {
+    let parsed = HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| format!("{name:?} is not a valid header name"))?;
+    if RESERVED.contains(&normalise_name(name).as_str()) {
+        return Err(format!(
+            "{name:?} is managed by keyway and cannot be configured"
+        ));
+    }
+    Ok(parsed)
+}
+
+fn compile_routes(
+    raw: &RawConfig,
+    upstreams: &HashMap<String, Arc<Upstream>>,
+    credentials: &HashMap<String, CredentialSet>,
+    default_body_limit: u64,
+    checker: &mut Checker,
+) -> RouteTable {
+    if raw.routes.is_empty() {
+        checker.fail("routes", "at least one [[routes]] entry is required");
+    }
+    let mut compiled = Vec::new();
+    for (index, route) in raw.routes.iter().enumerate() {
+        let key = format!("routes[{index}]");
+        check_unique_route(index, route, &raw.routes, checker);
+        let compiled_route = compile_route(
+            &key,
+            route,
+            upstreams,
+            credentials,
+            default_body_limit,
+            checker,
+        );
+        compiled.extend(compiled_route);
+    }
+    RouteTable::new(compiled)
+}
+
+fn check_unique_route(index: usize, route: &RawRoute, all: &[RawRoute], checker: &mut Checker) {
+    let key = format!("routes[{index}]");
+    if route.name.trim().is_empty() {
+        checker.fail(format!("{key}.name"), "must not be empty");
+    }
+    if let Some(first) = all[..index]
+        .iter()
+        .position(|other| other.name == route.name)
+    {
+        checker.fail(
+            format!("{key}.name"),
+            format!("{:?} is already used by routes[{first}]", route.name),
+        );
+    }
+    let overlaps = |other: &RawRoute| {
+        other.path_prefix == route.path_prefix
+            && other.host == route.host
+            && match (&other.methods, &route.methods) {
+                (Some(a), Some(b)) => a
+                    .iter()
+                    .any(|m| b.iter().any(|n| n.eq_ignore_ascii_case(m))),
+                _ => true,
+            }
+    };
+    if let Some(first) = all[..index].iter().position(overlaps) {
+        checker.fail(
+            format!("{key}.path_prefix"),
+            format!(
+                "routes[{first}] already serves this path_prefix and host for some of these methods"
+            ),
+        );
+    }
+}
+
+fn compile_route(
+    key: &str,
+    raw: &RawRoute,
+    upstreams: &HashMap<String, Arc<Upstream>>,
+    credentials: &HashMap<String, CredentialSet>,
+    default_body_limit: u64,
+    checker: &mut Checker,
+) -> Option<Route> {
+    let prefix = checker.check(
+        format!("{key}.path_prefix"),
+        validate_prefix(&raw.path_prefix),
+    );
+    let host = raw.host.as_ref().map(|host| host.to_ascii_lowercase());
+    if host
+        .as_deref()
+        .is_some_and(|host| host.is_empty() || host.contains([':', '/', ' ']))
+    {
+        checker.fail(
+            format!("{key}.host"),
+            "must be a bare host name without port",
+        );
+    }
+    let methods = compile_methods(key, raw.methods.as_deref(), checker);
+    let upstream = upstreams.get(&raw.upstream).cloned();
+    if upstream.is_none() {
+        checker.fail(
+            format!("{key}.upstream"),
+            format!("unknown upstream {:?}", raw.upstream),
+        );
+    }
+    let authenticators = compile_auth(key, &raw.auth, checker);
+    let inject = match &raw.credentials {
+        Some(name) => credentials.get(name).cloned().or_else(|| {
+            checker.fail(
+                format!("{key}.credentials"),
+                format!("unknown credentials {name:?}"),
+            );
+            None
+        }),
+        None => Some(Vec::new()),
+    };
+    let identity = compile_identity_headers(key, &raw.identity_headers, checker);
+    for (index, name) in raw.strip_request_headers.iter().enumerate() {
+        checker.check(
+            format!("{key}.strip_request_headers[{index}]"),
+            header_name(name),
+        );
+    }
+    if raw.max_body_bytes == Some(0) {
+        checker.fail(format!("{key}.max_body_bytes"), "must be at least 1");
+    }
+    let headers = HeaderPolicy::new(
+        raw.strip_request_headers.iter().map(String::as_str),
+        inject?,
+        identity,
+    );
+    Some(Route::new(
+        raw.name.clone(),
+        prefix.map(|_| raw.path_prefix.clone())?,
+        host,
+        methods,
+        upstream?,
+        authenticators,
+        headers,
+        raw.max_body_bytes.unwrap_or(default_body_limit),
+    ))
+}
+
+fn compile_methods(
+    key: &str,
+    raw: Option<&[String]>,
+    checker: &mut Checker,
+) -> Option<Vec<Method>> {
+    let raw = raw?;
+    if raw.is_empty() {
+        checker.fail(
+            format!("{key}.methods"),
+            "must list at least one method, or be left out to allow all",
+        );
+    }
+    let mut methods: Vec<Method> = raw
+        .iter()
+        .enumerate()
+        .filter_map(|(index, name)| {
+            checker.check(
+                format!("{key}.methods[{index}]"),
+                Method::from_bytes(name.to_ascii_uppercase().as_bytes())
+                    .map_err(|_| format!("{name:?} is not an HTTP method")),
+            )
+        })
+        .collect();
+    // HEAD is GET without a body; allowing one allows the other.
+    if methods.contains(&Method::GET) && !methods.contains(&Method::HEAD) {
+        methods.push(Method::HEAD);
+    }
+    Some(methods)
+}
+
+fn compile_auth(key: &str, names: &[String], checker: &mut Checker) -> Vec<Arc<dyn Authenticator>> {
+    if names.is_empty() {
+        checker.fail(
+            format!("{key}.auth"),
+            "must list at least one authenticator (\"none\" for a public route)",
+        );
+    }
+    let kinds: Vec<AuthKind> = names
+        .iter()
+        .enumerate()
+        .filter_map(|(index, name)| {
+            checker.check(
+                format!("{key}.auth[{index}]"),
+                AuthKind::parse(name).ok_or_else(|| {
+                    format!("unknown authenticator {name:?} (known: none, converse, jwt, exchange, hosted_email)")
+                }),
+            )
+        })
+        .collect();
+    if kinds.contains(&AuthKind::None) && kinds.len() > 1 {
+        checker.fail(
+            format!("{key}.auth"),
+            "\"none\" cannot be combined with other authenticators",
+        );
+    }
+    kinds
+        .iter()
+        .enumerate()
+        .filter_map(|(index, kind)| checker.check(format!("{key}.auth[{index}]"), kind.build()))
+        .collect()
+}
+
+fn compile_identity_headers(
+    key: &str,
+    raw: &BTreeMap<String, String>,
+    checker: &mut Checker,
+) -> Vec<(HeaderName, String)> {
+    raw.iter()
+        .filter_map(|(header, claim)| {
+            let header_key = format!("{key}.identity_headers.{header}");
+            if claim.is_empty() || claim.split('.').any(str::is_empty) {
+                checker.fail(&header_key, "must name a claim, e.g. \"sub\" or \"org.id\"");
+            }
+            Some((
+                checker.check(header_key, header_name(header))?,
+                claim.clone(),
+            ))
+        })
+        .collect()
+}
+
+/// `routes[2].upstrem` from serde_ignored's path.
+pub fn key_of(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{index}]", key_of(parent)),
+        Path::Map { parent, key } => {
+            let parent = key_of(parent);
+            if parent.is_empty() {
+                key.clone()
+            } else {
+                format!("{parent}.{key}")
+            }
+        }
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => key_of(parent),
+    }
+}

@@ -1,0 +1,189 @@
+//! The one error type keyway answers with, mapped to HTTP in one place, and the envelope writer.
+//!
+//! Every error leaves as `{"error":{"requestId","code","message"}}` (the ASAPP envelope).
+//! Messages are fixed per code: they never carry library error text, secrets, or whether an
+//! account exists. Details belong in the log, not in the body.
+
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode};
+use pingora::{ErrorSource, ErrorType};
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+
+/// Everything keyway can answer with instead of the upstream's response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GatewayError {
+    /// 400-01: malformed or ambiguous request (path tricks, bad Host, bad framing).
+    BadRequest,
+    /// 401-01: no acceptable credential, or one that does not verify.
+    Unauthorized,
+    /// 403-01: authenticated but not allowed.
+    Forbidden,
+    /// 404-01: no route.
+    NotFound,
+    /// 405-01: the route exists but not for this method.
+    MethodNotAllowed { allow: HeaderValue },
+    /// 413-01: request body over the route's `max_body_bytes`.
+    PayloadTooLarge,
+    /// 500-01: a bug or an unexpected internal failure.
+    Internal,
+    /// 502-01: the upstream refused, reset or spoke broken HTTP.
+    BadGateway,
+    /// 503-01: keyway or a dependency is not ready.
+    ServiceUnavailable,
+    /// 504-01: the upstream did not connect or answer in time.
+    GatewayTimeout,
+    /// `<status>-00`: an upstream error response whose body was not an envelope.
+    Upstream(StatusCode),
+}
+
+impl GatewayError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            GatewayError::BadRequest => StatusCode::BAD_REQUEST,
+            GatewayError::Unauthorized => StatusCode::UNAUTHORIZED,
+            GatewayError::Forbidden => StatusCode::FORBIDDEN,
+            GatewayError::NotFound => StatusCode::NOT_FOUND,
+            GatewayError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            GatewayError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            GatewayError::BadGateway => StatusCode::BAD_GATEWAY,
+            GatewayError::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
+            GatewayError::Upstream(status) => *status,
+        }
+    }
+
+    /// The catalogue code (`<status>-<NN>`), also the `code` label of the request metric.
+    pub fn code(&self) -> Cow<'static, str> {
+        Cow::Borrowed(match self {
+            GatewayError::BadRequest => "400-01",
+            GatewayError::Unauthorized => "401-01",
+            GatewayError::Forbidden => "403-01",
+            GatewayError::NotFound => "404-01",
+            GatewayError::MethodNotAllowed { .. } => "405-01",
+            GatewayError::PayloadTooLarge => "413-01",
+            GatewayError::Internal => "500-01",
+            GatewayError::BadGateway => "502-01",
+            GatewayError::ServiceUnavailable => "503-01",
+            GatewayError::GatewayTimeout => "504-01",
+            GatewayError::Upstream(status) => return Cow::Owned(format!("{}-00", status.as_u16())),
+        })
+    }
+
+    /// The client-facing message; the seed's wording where the seed gives one.
+    pub fn message(&self) -> &'static str {
+        match self {
+            GatewayError::BadRequest => "Bad request",
+            GatewayError::Unauthorized => "Unauthorized",
+            GatewayError::Forbidden => "Forbidden Response",
+            GatewayError::NotFound => "Not Found",
+            GatewayError::MethodNotAllowed { .. } => "Method Not Allowed",
+            GatewayError::PayloadTooLarge => "Payload Too Large",
+            GatewayError::Internal => "Internal server error",
+            GatewayError::BadGateway => "Bad Gateway",
+            GatewayError::ServiceUnavailable => "Service Unavailable",
+            GatewayError::GatewayTimeout => "Gateway Timeout",
+            GatewayError::Upstream(status) => status.canonical_reason().unwrap_or("Upstream Error"),
+        }
+    }
+
+    /// Extra response headers this error carries.
+    pub fn extra_headers(&self) -> Option<(http::HeaderName, &HeaderValue)> {
+        match self {
+            GatewayError::MethodNotAllowed { allow } => Some((http::header::ALLOW, allow)),
+            _ => None,
+        }
+    }
+
+    /// Classifies a Pingora failure. `None`: the client is gone, nothing can be answered.
+    pub fn from_pingora(error: &pingora::Error) -> Option<GatewayError> {
+        use ErrorType::*;
+        let etype = error.etype();
+        if let HTTPStatus(code) = etype {
+            return Some(match StatusCode::from_u16(*code) {
+                Ok(status) if status == StatusCode::PAYLOAD_TOO_LARGE => {
+                    GatewayError::PayloadTooLarge
+                }
+                Ok(status) if status.is_client_error() => GatewayError::BadRequest,
+                _ => GatewayError::Internal,
+            });
+        }
+        match error.esource() {
+            ErrorSource::Upstream => Some(match etype {
+                ConnectTimedout | ReadTimedout | WriteTimedout | TLSHandshakeTimedout => {
+                    GatewayError::GatewayTimeout
+                }
+                _ => GatewayError::BadGateway,
+            }),
+            ErrorSource::Downstream => match etype {
+                ReadError | WriteError | ConnectionClosed => None,
+                _ => Some(GatewayError::BadRequest),
+            },
+            ErrorSource::Internal | ErrorSource::Unset => Some(GatewayError::Internal),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow)]
+    error: EnvelopeBody<'a>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EnvelopeBody<'a> {
+    request_id: Cow<'a, str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<Cow<'a, str>>,
+    message: Cow<'a, str>,
+}
+
+/// Renders the envelope body for `error` on request `request_id`.
+pub fn render_envelope(request_id: &str, error: &GatewayError) -> Bytes {
+    let envelope = Envelope {
+        error: EnvelopeBody {
+            request_id: Cow::Borrowed(request_id),
+            code: Some(error.code()),
+            message: Cow::Borrowed(error.message()),
+        },
+    };
+    Bytes::from(serde_json::to_vec(&envelope).expect("the envelope always serialises"))
+}
+
+/// Whether an upstream body already is an envelope (and so passes through unchanged).
+pub fn is_envelope(body: &[u8]) -> bool {
+    serde_json::from_slice::<Envelope<'_>>(body).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_round_trips() {
+        let body = render_envelope("rid-1", &GatewayError::Unauthorized);
+        let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            value,
+            serde_json::json!({"error": {"requestId": "rid-1", "code": "401-01", "message": "Unauthorized"}})
+        );
+        assert!(is_envelope(&body));
+    }
+
+    #[test]
+    fn upstream_codes_use_00() {
+        let error = GatewayError::Upstream(StatusCode::IM_A_TEAPOT);
+        assert_eq!(error.code(), "418-00");
+        assert_eq!(error.message(), "I'm a teapot");
+    }
+
+    #[test]
+    fn envelope_detection() {
+        assert!(is_envelope(br#"{"error":{"requestId":"x","message":"m"}}"#));
+        assert!(!is_envelope(b"Internal Server Error"));
+        assert!(!is_envelope(br#"{"error":"boom"}"#));
+        assert!(!is_envelope(br#"{"error":{"message":"no request id"}}"#));
+    }
+}

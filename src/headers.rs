@@ -1,0 +1,225 @@
+//! Request header hygiene: strip every client copy of a protected header, then inject ours.
+//!
+//! A header is protected when keyway owns its value upstream: injected credentials, identity
+//! headers, `X-Request-Id`, and a route's `strip_request_headers`. Matching ignores case and
+//! treats `_` as `-` (many servers do), every copy is removed, and so is any header the client
+//! named in `Connection:` (a hop-by-hop nomination could otherwise make a later hop drop the
+//! credential we inject).
+
+use crate::auth::Principal;
+use http::{HeaderName, HeaderValue};
+use pingora::http::RequestHeader;
+
+/// The request id header keyway sets on both legs.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Hop-by-hop or proxy-only headers that never go upstream.
+const HOP_BY_HOP: [&str; 4] = [
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authorization",
+    "te",
+];
+
+/// Headers keyway must be able to set itself; a config may not claim them.
+pub const RESERVED: [&str; 6] = [
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "upgrade",
+    "x-request-id",
+];
+
+/// What one route does to request headers, compiled at start-up.
+#[derive(Debug, Default, Clone)]
+pub struct HeaderPolicy {
+    /// Normalised names (lower case, `-`) removed from every client request.
+    protected: Vec<String>,
+    /// Credential headers injected upstream, values marked sensitive.
+    inject: Vec<(HeaderName, HeaderValue)>,
+    /// Identity headers: header name and the principal claim (dotted path) that fills it.
+    identity: Vec<(HeaderName, String)>,
+}
+
+/// Lower case with `_` as `-`: the form under which two header names are "the same".
+pub fn normalise_name(name: &str) -> String {
+    name.to_ascii_lowercase().replace('_', "-")
+}
+
+impl HeaderPolicy {
+    /// `strip`: extra names to remove; `inject`: credential headers; `identity`: header <- claim.
+    pub fn new<'a>(
+        strip: impl IntoIterator<Item = &'a str>,
+        inject: Vec<(HeaderName, HeaderValue)>,
+        identity: Vec<(HeaderName, String)>,
+    ) -> Self {
+        let mut names: Vec<String> = strip.into_iter().map(normalise_name).collect();
+        names.extend(inject.iter().map(|(name, _)| normalise_name(name.as_str())));
+        names.extend(
+            identity
+                .iter()
+                .map(|(name, _)| normalise_name(name.as_str())),
+        );
+        names.extend(
+            [REQUEST_ID.as_str()]
+                .into_iter()
+                .chain(HOP_BY_HOP)
+                .map(normalise_name),
+        );
+        names.sort_unstable();
+        names.dedup();
+        let inject = inject
+            .into_iter()
+            .map(|(name, mut value)| {
+                value.set_sensitive(true);
+                (name, value)
+            })
+            .collect();
+        HeaderPolicy {
+            protected: names,
+            inject,
+            identity,
+        }
+    }
+
+    fn is_protected(&self, name: &str) -> bool {
+        let normalised = name.replace('_', "-");
+        self.protected.binary_search(&normalised).is_ok()
+    }
+
+    /// Rewrites an upstream request: strip, then set the request id, credentials and identity.
+    pub fn apply(
+        &self,
+        request: &mut RequestHeader,
+        request_id: &HeaderValue,
+        principal: &Principal,
+    ) {
+        let keep_upgrade = strip_connection_nominees(request);
+        let doomed: Vec<HeaderName> = request
+            .headers
+            .keys()
+            .filter(|name| self.is_protected(name.as_str()))
+            .cloned()
+            .collect();
+        for name in doomed {
+            request.remove_header(&name);
+        }
+        if keep_upgrade {
+            insert(
+                request,
+                http::header::CONNECTION,
+                HeaderValue::from_static("upgrade"),
+            );
+        }
+        insert(request, REQUEST_ID, request_id.clone());
+        for (name, value) in &self.inject {
+            insert(request, name.clone(), value.clone());
+        }
+        for (name, claim) in &self.identity {
+            let value = principal
+                .claim_text(claim)
+                .and_then(|text| HeaderValue::try_from(text).ok());
+            if let Some(value) = value {
+                insert(request, name.clone(), value);
+            }
+        }
+    }
+}
+
+fn insert(request: &mut RequestHeader, name: HeaderName, value: HeaderValue) {
+    request
+        .insert_header(name, value)
+        .expect("a valid HeaderName and HeaderValue always insert");
+}
+
+/// Removes `Connection` and every header it nominates; says whether it asked for an upgrade.
+fn strip_connection_nominees(request: &mut RequestHeader) -> bool {
+    let mut upgrade = false;
+    let mut nominees = Vec::new();
+    for value in request.headers.get_all(http::header::CONNECTION) {
+        for token in value.to_str().unwrap_or("").split(',') {
+            let token = token.trim();
+            if token.eq_ignore_ascii_case("upgrade") {
+                upgrade = true;
+            } else if !token.is_empty() {
+                nominees.push(normalise_name(token));
+            }
+        }
+    }
+    request.remove_header(&http::header::CONNECTION);
+    if !nominees.is_empty() {
+        let doomed: Vec<HeaderName> = request
+            .headers
+            .keys()
+            .filter(|name| nominees.contains(&name.as_str().replace('_', "-")))
+            .cloned()
+            .collect();
+        for name in doomed {
+            request.remove_header(&name);
+        }
+    }
+    upgrade && request.headers.contains_key(http::header::UPGRADE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> HeaderPolicy {
+        HeaderPolicy::new(
+            ["x-auth-subject"],
+            vec![(
+                HeaderName::from_static("asapp-api-secret"),
+                HeaderValue::from_static("configured"),
+            )],
+            vec![(HeaderName::from_static("x-auth-email"), "email".to_owned())],
+        )
+    }
+
+    #[test]
+    fn strips_every_variant_and_injects_once() {
+        let mut request = RequestHeader::build("GET", b"/", None).unwrap();
+        for (name, value) in [
+            ("ASAPP-API-SECRET", "a"),
+            ("asapp_api_secret", "b"),
+            ("asapp-api-secret", "c"),
+            ("X_Auth_Subject", "root"),
+            ("x-request-id", "spoofed"),
+            ("Connection", "asapp-api-secret, x-keep"),
+            ("x-keep", "gone"),
+            ("x-other", "stays"),
+        ] {
+            request.append_header(name.to_owned(), value).unwrap();
+        }
+        let mut principal = Principal::anonymous("t");
+        principal
+            .claims
+            .insert("email".into(), "a@example.com".into());
+        request
+            .append_header("X-Auth-Email", "spoofed@example.com")
+            .unwrap();
+        policy().apply(&mut request, &HeaderValue::from_static("rid"), &principal);
+        let emails: Vec<_> = request.headers.get_all("x-auth-email").iter().collect();
+        assert_eq!(emails, vec!["a@example.com"]);
+        let values: Vec<_> = request.headers.get_all("asapp-api-secret").iter().collect();
+        assert_eq!(values, vec!["configured"]);
+        assert!(request.headers.get("asapp_api_secret").is_none());
+        assert!(request.headers.get("x_auth_subject").is_none());
+        assert!(request.headers.get("x-keep").is_none());
+        assert!(request.headers.get("connection").is_none());
+        assert_eq!(request.headers.get("x-request-id").unwrap(), "rid");
+        assert_eq!(request.headers.get("x-other").unwrap(), "stays");
+    }
+
+    #[test]
+    fn injected_values_are_sensitive_in_debug_output() {
+        let mut request = RequestHeader::build("GET", b"/", None).unwrap();
+        policy().apply(
+            &mut request,
+            &HeaderValue::from_static("rid"),
+            &Principal::anonymous("t"),
+        );
+        assert!(!format!("{request:?}").contains("configured"));
+    }
+}

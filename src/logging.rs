@@ -1,0 +1,72 @@
+//! Log set-up (text or JSON via `tracing`) and the one access-log line per request.
+
+use crate::metrics::{Metrics, method_label};
+use crate::proxy::RequestCtx;
+use pingora::proxy::Session;
+use tracing::info;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Installs the global subscriber (also capturing Pingora's `log` records). `RUST_LOG`, when
+/// set, overrides `level`.
+pub fn init(format: LogFormat, level: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout);
+    let installed = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+    // A second init (tests, embedding) keeps the first subscriber.
+    drop(installed);
+}
+
+/// Per-request metrics and, when enabled, the access-log line.
+#[derive(Debug, Clone, Copy)]
+pub struct AccessLog {
+    pub enabled: bool,
+}
+
+impl AccessLog {
+    /// The path is logged without its query: queries can carry one-time secrets.
+    pub fn record(&self, session: &Session, ctx: &RequestCtx, metrics: &Metrics) {
+        let request = session.req_header();
+        let status = session
+            .response_written()
+            .map_or(0, |header| header.status.as_u16());
+        let code = ctx.code.as_deref().unwrap_or("");
+        let method = method_label(&request.method);
+        let elapsed = ctx.started.elapsed();
+        let route = ctx.route_name();
+        metrics.observe_request(
+            if route.is_empty() { "-" } else { route },
+            method,
+            status,
+            code,
+            elapsed,
+        );
+        if !self.enabled {
+            return;
+        }
+        info!(
+            target: "keyway::access",
+            request_id = ctx.request_id(),
+            route,
+            method,
+            path = request.uri.path(),
+            status,
+            code,
+            upstream = ctx.route.as_ref().map_or("", |route| route.upstream.name.as_str()),
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            upstream_ms = ctx.upstream_elapsed.map(|elapsed| elapsed.as_secs_f64() * 1000.0),
+            client = session.client_addr().map(|addr| addr.to_string()),
+            "request"
+        );
+    }
+}

@@ -1,0 +1,179 @@
+//! Prometheus metrics: one registry per keyway instance, rendered by the admin listener.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+};
+use std::time::Duration;
+
+/// Buckets from 0.5 ms to 30 s: a gateway's own work is sub-millisecond, upstreams are not.
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 30.0,
+];
+
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    request_duration: HistogramVec,
+    upstream_duration: HistogramVec,
+    auth: IntCounterVec,
+    auth_duration: HistogramVec,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "keyway_requests_total",
+                "Requests answered, by route, method, status and error code",
+            ),
+            &["route", "method", "status", "code"],
+        )
+        .expect("valid metric");
+        let request_duration = histogram(
+            "keyway_request_duration_seconds",
+            "Time from request head to the end of the response, by route",
+            "route",
+        );
+        let upstream_duration = histogram(
+            "keyway_upstream_duration_seconds",
+            "Time from choosing an upstream peer to its response head, by upstream",
+            "upstream",
+        );
+        let auth = IntCounterVec::new(
+            Opts::new(
+                "keyway_auth_total",
+                "Authenticator verdicts (allow, deny, absent)",
+            ),
+            &["authenticator", "result"],
+        )
+        .expect("valid metric");
+        let auth_duration = histogram(
+            "keyway_auth_duration_seconds",
+            "Time spent in each authenticator",
+            "authenticator",
+        );
+        for collector in [&requests, &auth] {
+            registry
+                .register(Box::new(collector.clone()))
+                .expect("unique metric");
+        }
+        for collector in [&request_duration, &upstream_duration, &auth_duration] {
+            registry
+                .register(Box::new(collector.clone()))
+                .expect("unique metric");
+        }
+        #[cfg(target_os = "linux")]
+        registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("unique metric");
+        Metrics {
+            registry,
+            requests,
+            request_duration,
+            upstream_duration,
+            auth,
+            auth_duration,
+        }
+    }
+
+    pub fn observe_request(
+        &self,
+        route: &str,
+        method: &str,
+        status: u16,
+        code: &str,
+        elapsed: Duration,
+    ) {
+        let status = status_label(status);
+        self.requests
+            .with_label_values(&[route, method, status.as_str(), code])
+            .inc();
+        self.request_duration
+            .with_label_values(&[route])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn observe_upstream(&self, upstream: &str, elapsed: Duration) {
+        self.upstream_duration
+            .with_label_values(&[upstream])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn observe_auth(&self, authenticator: &str, result: &str, elapsed: Duration) {
+        self.auth.with_label_values(&[authenticator, result]).inc();
+        self.auth_duration
+            .with_label_values(&[authenticator])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// The registry in Prometheus text exposition format.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding to a Vec cannot fail");
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn histogram(name: &str, help: &str, label: &str) -> HistogramVec {
+    HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
+        &[label],
+    )
+    .expect("valid metric")
+}
+
+fn status_label(status: u16) -> String {
+    if status == 0 {
+        "none".to_owned()
+    } else {
+        status.to_string()
+    }
+}
+
+/// Known methods keep their name; anything else is `OTHER`, so clients cannot mint label values.
+pub fn method_label(method: &http::Method) -> &'static str {
+    use http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counted_requests() {
+        let metrics = Metrics::new();
+        metrics.observe_request("chat", "GET", 200, "", Duration::from_millis(3));
+        let text = String::from_utf8(metrics.render()).unwrap();
+        assert!(
+            text.contains(
+                r#"keyway_requests_total{code="",method="GET",route="chat",status="200"} 1"#
+            ),
+            "{text}"
+        );
+        assert_eq!(
+            method_label(&http::Method::from_bytes(b"BREW").unwrap()),
+            "OTHER"
+        );
+    }
+}

@@ -1,0 +1,63 @@
+//! `RequestCtx`: what one request carries from hook to hook.
+
+use crate::auth::Principal;
+use crate::error::GatewayError;
+use crate::lifecycle::InFlightGuard;
+use crate::proxy::upstream_errors::ErrorBodyRewrite;
+use crate::routing::Route;
+use http::HeaderValue;
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+pub struct RequestCtx {
+    /// The request id as sent in `X-Request-Id` and every envelope.
+    pub request_id: HeaderValue,
+    pub started: Instant,
+    pub route: Option<Arc<Route>>,
+    pub principal: Option<Principal>,
+    /// An error keyway decided on, for `fail_to_proxy` to render instead of guessing.
+    pub failure: Option<GatewayError>,
+    /// The failure was keyway's decision, not a fault: no error-level log line for it.
+    pub expected_failure: bool,
+    /// The envelope code answered, if any (the `code` metric label and log field).
+    pub code: Option<Cow<'static, str>>,
+    pub body_bytes: u64,
+    pub connect_attempts: usize,
+    pub upstream_started: Option<Instant>,
+    pub upstream_elapsed: Option<Duration>,
+    /// Set when an upstream error response is being buffered to be normalised.
+    pub error_body: Option<ErrorBodyRewrite>,
+    _in_flight: InFlightGuard,
+}
+
+impl RequestCtx {
+    pub fn new(in_flight: InFlightGuard) -> Self {
+        let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        let request_id = Uuid::new_v4().hyphenated().encode_lower(&mut text);
+        RequestCtx {
+            request_id: HeaderValue::from_str(request_id).expect("a UUID is a valid header value"),
+            started: Instant::now(),
+            route: None,
+            principal: None,
+            failure: None,
+            expected_failure: false,
+            code: None,
+            body_bytes: 0,
+            connect_attempts: 0,
+            upstream_started: None,
+            upstream_elapsed: None,
+            error_body: None,
+            _in_flight: in_flight,
+        }
+    }
+
+    pub fn request_id(&self) -> &str {
+        self.request_id.to_str().expect("built from a UUID")
+    }
+
+    pub fn route_name(&self) -> &str {
+        self.route.as_ref().map_or("", |route| route.name.as_str())
+    }
+}

@@ -1,0 +1,205 @@
+//! The Pingora `ProxyHttp` implementation: hooks in phase order, each a few lines that call
+//! the module that owns the decision.
+
+mod ctx;
+mod failure;
+mod request;
+mod respond;
+pub mod upstream_errors;
+
+pub use ctx::RequestCtx;
+pub use respond::envelope_response;
+
+use crate::lifecycle::Lifecycle;
+use crate::logging::AccessLog;
+use crate::metrics::Metrics;
+use crate::routing::RouteTable;
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use upstream_errors::HeadDecision;
+
+/// The proxy service's shared state, built once from the config.
+pub struct Gateway {
+    routes: RouteTable,
+    metrics: Arc<Metrics>,
+    lifecycle: Arc<Lifecycle>,
+    access_log: AccessLog,
+}
+
+impl Gateway {
+    pub fn new(
+        routes: RouteTable,
+        metrics: Arc<Metrics>,
+        lifecycle: Arc<Lifecycle>,
+        access_log: AccessLog,
+    ) -> Self {
+        Gateway {
+            routes,
+            metrics,
+            lifecycle,
+            access_log,
+        }
+    }
+
+    pub fn routes(&self) -> &RouteTable {
+        &self.routes
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::new(self.lifecycle.enter())
+    }
+
+    /// Expected denials are answered here (`Ok(true)`), keeping the client connection usable.
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        match request::admit(self, session, ctx).await {
+            Ok(()) => Ok(false),
+            Err(error) => {
+                respond::send_error(session, ctx, error).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        request::count_body(ctx, body.as_ref()).map_err(|error| failure::expected(ctx, error))
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        let route = ctx
+            .route
+            .as_ref()
+            .ok_or_else(|| Error::new(ErrorType::InternalError))?;
+        ctx.connect_attempts += 1;
+        ctx.upstream_started = Some(Instant::now());
+        Ok(route.upstream.next_peer())
+    }
+
+    /// Retries a failed connect on the next address, once per configured address.
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut error: Box<Error>,
+    ) -> Box<Error> {
+        let addresses = ctx
+            .route
+            .as_ref()
+            .map_or(0, |route| route.upstream.address_count());
+        error.set_retry(ctx.connect_attempts < addresses);
+        error
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let (Some(route), Some(principal)) = (&ctx.route, &ctx.principal) {
+            route
+                .headers
+                .apply(upstream_request, &ctx.request_id, principal);
+        }
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        self.observe_upstream(ctx);
+        match upstream_errors::on_upstream_head(&session.req_header().method, upstream_response) {
+            HeadDecision::PassThrough => Ok(()),
+            HeadDecision::Buffer(rewrite) => {
+                ctx.error_body = Some(rewrite);
+                Ok(())
+            }
+            HeadDecision::ReplaceNow(error) => Err(failure::expected(ctx, error)),
+        }
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        upstream_response.insert_header(crate::headers::REQUEST_ID, ctx.request_id.clone())
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<Duration>> {
+        let RequestCtx {
+            error_body,
+            request_id,
+            code,
+            ..
+        } = ctx;
+        if let Some(rewrite) = error_body {
+            let request_id = request_id.to_str().unwrap_or_default();
+            if let Some(final_code) = rewrite.filter(body, end_of_stream, request_id) {
+                *code = Some(final_code);
+            }
+        }
+        Ok(None)
+    }
+
+    async fn logging(&self, session: &mut Session, _error: Option<&Error>, ctx: &mut RequestCtx) {
+        self.access_log.record(session, ctx, &self.metrics);
+    }
+
+    fn suppress_error_log(&self, _session: &Session, ctx: &RequestCtx, _error: &Error) -> bool {
+        ctx.expected_failure
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        error: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        failure::answer(session, error, ctx).await
+    }
+}
+
+impl Gateway {
+    fn observe_upstream(&self, ctx: &mut RequestCtx) {
+        if let (Some(started), Some(route)) = (ctx.upstream_started, &ctx.route) {
+            let elapsed = started.elapsed();
+            ctx.upstream_elapsed = Some(elapsed);
+            self.metrics.observe_upstream(&route.upstream.name, elapsed);
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! `request_filter`: target check, route match, declared body size, authentication.
+
+use super::Gateway;
+use super::ctx::RequestCtx;
+use crate::auth::{AuthRequest, authenticate_any};
+use crate::error::GatewayError;
+use crate::routing::{RouteMatch, check_request_target};
+use http::header;
+use pingora::http::RequestHeader;
+use pingora::proxy::Session;
+use tracing::debug;
+
+/// Decides whether a request may go upstream; on `Ok` the route and principal are in `ctx`.
+pub async fn admit(
+    gateway: &Gateway,
+    session: &Session,
+    ctx: &mut RequestCtx,
+) -> Result<(), GatewayError> {
+    let request = session.req_header();
+    let path = check_request_target(request.raw_path()).map_err(|rejection| {
+        debug!(
+            request_id = ctx.request_id(),
+            ?rejection,
+            "request target refused"
+        );
+        GatewayError::BadRequest
+    })?;
+    let host = request_host(request)?;
+    let route = match gateway.routes().lookup(host, path, &request.method) {
+        RouteMatch::Found(route) => route,
+        RouteMatch::MethodNotAllowed { allow } => {
+            return Err(GatewayError::MethodNotAllowed {
+                allow: allow.clone(),
+            });
+        }
+        RouteMatch::NotFound => return Err(GatewayError::NotFound),
+    };
+    ctx.route = Some(route.clone());
+    check_declared_length(request, route.max_body_bytes)?;
+    let auth_request = AuthRequest {
+        method: &request.method,
+        uri: &request.uri,
+        headers: &request.headers,
+        client_ip: session
+            .client_addr()
+            .and_then(|addr| addr.as_inet())
+            .map(|addr| addr.ip()),
+    };
+    let principal =
+        authenticate_any(&route.authenticators, &auth_request, gateway.metrics()).await?;
+    ctx.principal = Some(principal);
+    Ok(())
+}
+
+/// The request's host without port: one `Host` header, or the HTTP/2 authority.
+fn request_host(request: &RequestHeader) -> Result<Option<&str>, GatewayError> {
+    let mut hosts = request.headers.get_all(header::HOST).iter();
+    let host = match (hosts.next(), hosts.next()) {
+        (Some(_), Some(_)) => return Err(GatewayError::BadRequest),
+        (Some(value), None) => value.to_str().map_err(|_| GatewayError::BadRequest)?,
+        (None, _) => match request.uri.authority() {
+            Some(authority) => authority.host(),
+            None => return Ok(None),
+        },
+    };
+    Ok(Some(strip_port(host)))
+}
+
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        // [v6]:port
+        return host.split_inclusive(']').next().unwrap_or(host);
+    }
+    host.rsplit_once(':').map_or(host, |(name, _port)| name)
+}
+
+/// Refuses a body announced as larger than the route allows, before reading any of it.
+fn check_declared_length(request: &RequestHeader, limit: u64) -> Result<(), GatewayError> {
+    let Some(length) = request.headers.get(header::CONTENT_LENGTH) else {
+        return Ok(());
+    };
+    let length: u64 = length
+        .to_str()
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .ok_or(GatewayError::BadRequest)?;
+    if length > limit {
+        return Err(GatewayError::PayloadTooLarge);
+    }
+    Ok(())
+}
+
+/// `request_body_filter`: counts streamed body bytes against the route's limit.
+pub fn count_body(ctx: &mut RequestCtx, chunk: Option<&bytes::Bytes>) -> Result<(), GatewayError> {
+    ctx.body_bytes += chunk.map_or(0, |chunk| chunk.len() as u64);
+    let limit = ctx
+        .route
+        .as_ref()
+        .map_or(u64::MAX, |route| route.max_body_bytes);
+    if ctx.body_bytes > limit {
+        return Err(GatewayError::PayloadTooLarge);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_without_port() {
+        assert_eq!(strip_port("example.com:8080"), "example.com");
+        assert_eq!(strip_port("example.com"), "example.com");
+        assert_eq!(strip_port("[::1]:8080"), "[::1]");
+    }
+
+    #[test]
+    fn duplicate_host_is_bad_request() {
+        let mut request = RequestHeader::build("GET", b"/", None).unwrap();
+        request.append_header("Host", "a").unwrap();
+        request.append_header("Host", "b").unwrap();
+        assert_eq!(request_host(&request), Err(GatewayError::BadRequest));
+    }
+
+    #[test]
+    fn declared_length_limit() {
+        let mut request = RequestHeader::build("POST", b"/", None).unwrap();
+        request.insert_header("Content-Length", "11").unwrap();
+        assert_eq!(
+            check_declared_length(&request, 10),
+            Err(GatewayError::PayloadTooLarge)
+        );
+        assert_eq!(check_declared_length(&request, 11), Ok(()));
+    }
+}
