@@ -194,9 +194,11 @@ impl Route {
     }
 
     fn matches_host(&self, host: Option<&str>) -> bool {
-        self.host
-            .as_deref()
-            .is_none_or(|wanted| Some(wanted) == host)
+        match (&self.host, host) {
+            (None, _) => true,
+            (Some(wanted), Some(host)) => wanted.eq_ignore_ascii_case(host),
+            (Some(_), None) => false,
+        }
     }
 
     fn same_group(&self, other: &Route) -> bool {

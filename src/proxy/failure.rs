@@ -30,6 +30,8 @@ pub async fn answer(session: &mut Session, error: &Error, ctx: &mut RequestCtx) 
         (None, None) => 0,
         (Some(decided), None) => {
             let status = decided.status().as_u16();
+            // Pingora will not reuse this connection: say so, so the client does not try.
+            session.set_keepalive(None);
             if let Err(write_error) = respond::send_error(session, ctx, decided).await {
                 debug!(request_id = ctx.request_id(), %write_error, "could not send the error response");
             }

@@ -1,0 +1,112 @@
+//! `keyway check-config`: every problem at once, each with its key; the shipped config passes.
+
+use crate::support::keyway::{keyway_command, repository_file};
+
+fn check(config: &str, env: &[(&str, &str)]) -> (bool, String, String) {
+    let (_dir, mut command) = keyway_command(config, &["check-config"], env);
+    let output = command.output().unwrap();
+    (
+        output.status.success(),
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn three_mistakes_are_all_reported_with_their_keys() {
+    let config = r#"
+[server]
+listen = ["127.0.0.1:8080"]
+
+[admin]
+listen = "localhost-admin"
+
+[upstreams.chat]
+addresses = ["127.0.0.1:9000"]
+
+[[routes]]
+name = "a"
+path_prefix = "/a/"
+upstream = "chat"
+auth = ["none"]
+
+[[routes]]
+name = "b"
+path_prefix = "/b/"
+upstream = "chat"
+auth = ["none"]
+
+[[routes]]
+name = "c"
+path_prefix = "/c/"
+upstream = "chats"
+auth = ["none"]
+read_timeout = 5
+"#;
+    let (ok, _, stderr) = check(config, &[]);
+    assert!(!ok, "a bad config must fail");
+    for expected in [
+        r#"routes[2].upstream: unknown upstream "chats""#,
+        "routes[2].read_timeout: unknown key",
+        r#"admin.listen: "localhost-admin" is not an IP:port address"#,
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "missing {expected:?} in:\n{stderr}"
+        );
+    }
+    assert!(stderr.contains("3 problems"), "{stderr}");
+}
+
+#[test]
+fn shipped_config_passes() {
+    let shipped = std::fs::read_to_string(repository_file("config.toml")).unwrap();
+    let (ok, stdout, stderr) = check(
+        &shipped,
+        &[("ASAPP_API_ID", "id"), ("ASAPP_API_SECRET", "secret")],
+    );
+    assert!(ok, "shipped config.toml failed:\n{stderr}");
+    assert!(stdout.contains("OK"), "{stdout}");
+}
+
+#[test]
+fn a_missing_variable_is_named_and_its_value_never_printed() {
+    let config = r#"
+[server]
+listen = ["127.0.0.1:8080"]
+[admin]
+listen = "127.0.0.1:9090"
+[upstreams.chat]
+addresses = ["127.0.0.1:9000"]
+[credentials.asapp]
+"asapp-api-id" = "${KEYWAY_TEST_UNSET_ID}"
+"asapp-api-secret" = "${KEYWAY_TEST_BAD_SECRET}"
+[[routes]]
+name = "a"
+path_prefix = "/"
+upstream = "chat"
+auth = ["none", "jwt"]
+credentials = "asapp"
+"#;
+    // A value that is not a valid header value: the error must name the key, not the value.
+    let (ok, _, stderr) = check(config, &[("KEYWAY_TEST_BAD_SECRET", "s3cr3t\u{1}value")]);
+    assert!(!ok);
+    assert!(
+        stderr.contains(r#"credentials.asapp.asapp-api-id: environment variable "KEYWAY_TEST_UNSET_ID" is not set"#),
+        "{stderr}"
+    );
+    assert!(
+        stderr
+            .contains("credentials.asapp.asapp-api-secret: value is not a valid HTTP header value"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("s3cr3t"), "{stderr}");
+    assert!(
+        stderr.contains(r#"routes[0].auth: "none" cannot be combined"#),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(r#"authenticator "jwt" is not available"#),
+        "{stderr}"
+    );
+}

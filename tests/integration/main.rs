@@ -1,0 +1,10 @@
+//! keyway's integration tests: the real binary on loopback port 0, real upstream HTTP servers.
+
+mod support;
+
+mod check_config;
+mod errors;
+mod forwarding;
+mod observability;
+mod path_tricks;
+mod shutdown;

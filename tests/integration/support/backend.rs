@@ -1,0 +1,120 @@
+//! A real upstream HTTP server (axum on its own runtime) that records what reaches it.
+//!
+//! Paths (anywhere in the path, so any route prefix works):
+//! - `.../slow/{ms}`: answers 200 after `ms` milliseconds;
+//! - `.../status/{code}/plain|empty|envelope`: an error in that body style;
+//! - anything else: 200 with a JSON echo of the path and headers.
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// One request as the upstream saw it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub method: String,
+    pub target: String,
+    pub headers: HeaderMap,
+}
+
+impl Received {
+    /// Every value of `name` (case-insensitive), in order.
+    pub fn values(&self, name: &str) -> Vec<String> {
+        self.headers
+            .get_all(name)
+            .iter()
+            .map(|value| value.to_str().unwrap().to_owned())
+            .collect()
+    }
+}
+
+pub struct Backend {
+    pub address: SocketAddr,
+    received: Arc<Mutex<Vec<Received>>>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl Backend {
+    pub fn start() -> Backend {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let log = received.clone();
+        let app = Router::new().fallback(move |request: Request| handle(request, log.clone()));
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let address = listener.local_addr().unwrap();
+        runtime.spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Backend {
+            address,
+            received,
+            _runtime: runtime,
+        }
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// The single request whose target is `target`.
+    pub fn only(&self, target: &str) -> Received {
+        let matching: Vec<Received> = self
+            .received()
+            .into_iter()
+            .filter(|request| request.target == target)
+            .collect();
+        assert_eq!(matching.len(), 1, "requests for {target}: {matching:?}");
+        matching.into_iter().next().unwrap()
+    }
+}
+
+async fn handle(request: Request, log: Arc<Mutex<Vec<Received>>>) -> Response {
+    let target = request
+        .uri()
+        .path_and_query()
+        .map_or("/".to_owned(), |pq| pq.to_string());
+    let path = request.uri().path().to_owned();
+    let received = Received {
+        method: request.method().to_string(),
+        target: target.clone(),
+        headers: request.headers().clone(),
+    };
+    log.lock().unwrap().push(received);
+    let segments: Vec<&str> = path.split('/').collect();
+    if let Some(at) = segments.iter().position(|segment| *segment == "slow") {
+        let millis: u64 = segments[at + 1].parse().unwrap();
+        tokio::time::sleep(Duration::from_millis(millis)).await;
+        return text(StatusCode::OK, "text/plain", "slow done".to_owned());
+    }
+    if let Some(at) = segments.iter().position(|segment| *segment == "status") {
+        let status = StatusCode::from_u16(segments[at + 1].parse().unwrap()).unwrap();
+        return match segments[at + 2] {
+            "plain" => text(status, "text/plain", "upstream exploded: stack trace here".to_owned()),
+            "empty" => text(status, "text/plain", String::new()),
+            _ => text(
+                status,
+                "application/json",
+                r#"{"error":{"requestId":"upstream-rid","code":"409-07","message":"Conversation closed"}}"#.to_owned(),
+            ),
+        };
+    }
+    let body = serde_json::json!({ "target": target });
+    text(StatusCode::OK, "application/json", body.to_string())
+}
+
+fn text(status: StatusCode, content_type: &str, body: String) -> Response {
+    Response::builder()
+        .status(status)
+        .header("content-type", content_type)
+        .body(Body::from(body))
+        .unwrap()
+}

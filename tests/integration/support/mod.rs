@@ -1,0 +1,56 @@
+//! Test helpers: a real upstream, a real keyway process, raw HTTP, envelope checks.
+
+pub mod backend;
+pub mod keyway;
+pub mod raw_http;
+
+pub use backend::Backend;
+pub use keyway::Keyway;
+
+use std::net::SocketAddr;
+
+/// A loopback address nobody listens on.
+pub fn closed_port() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+/// A config with one upstream `backend`, the given extra upstream options, and `routes`.
+pub fn config(backend: SocketAddr, upstream_extra: &str, routes: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = ["127.0.0.1:0"]
+threads = 1
+grace_period_seconds = 10
+
+[admin]
+listen = "127.0.0.1:0"
+
+[upstreams.backend]
+addresses = ["{backend}"]
+connect_timeout_ms = 500
+read_timeout_ms = 2000
+{upstream_extra}
+
+{routes}
+"#
+    )
+}
+
+/// Asserts the body is exactly an envelope; returns (requestId, code, message).
+pub fn envelope(body: &[u8]) -> (String, String, String) {
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(body)));
+    let object = value.as_object().expect("an object");
+    assert_eq!(object.len(), 1, "only the error key: {value}");
+    let error = value["error"].as_object().expect("error object");
+    assert_eq!(error.len(), 3, "requestId, code, message: {value}");
+    let field = |name: &str| {
+        error[name]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name} in {value}"))
+            .to_owned()
+    };
+    (field("requestId"), field("code"), field("message"))
+}
