@@ -1,0 +1,27 @@
+# keyway: `make run` and `make test` do all set-up on a fresh machine (Rust toolchain, gcc,
+# make, python3 and root apt-get). Pingora's dependencies need cmake to build.
+
+SHELL := /bin/bash
+export ASAPP_API_ID ?= demo-asapp-api-id
+export ASAPP_API_SECRET ?= demo-asapp-api-secret
+
+.PHONY: deps run test bench
+
+deps:
+	@command -v cmake >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake >/dev/null; }
+
+# Builds keyway, starts the demo backend on 127.0.0.1:9000, and runs keyway with config.toml.
+run: deps
+	cargo build --release
+	python3 demo/backend.py 127.0.0.1:9000 & backend=$$!; \
+	trap 'kill $$backend' EXIT; \
+	./target/release/keyway --config config.toml run
+
+# Formatting, lints, unit + integration tests, and a one-pass smoke run of the benchmarks.
+test: deps
+	cargo fmt --all -- --check
+	cargo clippy --all-targets -- -D warnings
+	cargo test --all-targets
+
+bench: deps
+	cargo bench --bench hot_path
