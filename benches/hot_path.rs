@@ -35,6 +35,7 @@ fn table() -> RouteTable {
         tls: false,
         sni: String::new(),
         verify_cert: true,
+        ca: None,
         connect_timeout: Duration::from_secs(1),
         read_timeout: Duration::from_secs(1),
         write_timeout: Duration::from_secs(1),

@@ -1,16 +1,20 @@
 //! Compiled `[upstreams.NAME]`: pre-built peers with explicit timeouts, picked round-robin.
 
 use pingora::upstreams::peer::HttpPeer;
+use pingora::utils::tls::WrappedX509;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// Connection settings shared by every address of an upstream.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PeerSettings {
     pub tls: bool,
     pub sni: String,
     pub verify_cert: bool,
+    /// CA certificates trusted for this upstream; `None`: the system roots.
+    pub ca: Option<Arc<[WrappedX509]>>,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
     pub write_timeout: Duration,
@@ -26,9 +30,10 @@ pub struct Upstream {
 
 impl Upstream {
     pub fn new(name: String, addresses: &[SocketAddr], settings: &PeerSettings) -> Self {
+        let pool = pool_group(&name);
         let peers = addresses
             .iter()
-            .map(|address| build_peer(*address, settings))
+            .map(|address| build_peer(*address, settings, pool))
             .collect();
         Upstream {
             name,
@@ -57,9 +62,20 @@ impl std::fmt::Debug for Upstream {
     }
 }
 
+/// The connection-pool group of an upstream. Pingora pools by address and SNI only, so two
+/// upstreams naming the same server with different trust settings (`ca_file`, `verify_cert`)
+/// would otherwise share connections verified under the other's rules.
+fn pool_group(name: &str) -> u64 {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut hasher = DefaultHasher::new();
+    name.hash(&mut hasher);
+    hasher.finish()
+}
+
 /// Every Pingora timeout is set: a `None` would let a silent upstream hold a request forever.
-fn build_peer(address: SocketAddr, settings: &PeerSettings) -> HttpPeer {
+fn build_peer(address: SocketAddr, settings: &PeerSettings, pool: u64) -> HttpPeer {
     let mut peer = HttpPeer::new(address, settings.tls, settings.sni.clone());
+    peer.group_key = pool;
     let options = &mut peer.options;
     options.connection_timeout = Some(settings.connect_timeout);
     options.total_connection_timeout = Some(settings.connect_timeout);
@@ -68,6 +84,7 @@ fn build_peer(address: SocketAddr, settings: &PeerSettings) -> HttpPeer {
     options.idle_timeout = Some(settings.idle_timeout);
     options.verify_cert = settings.verify_cert;
     options.verify_hostname = settings.verify_cert;
+    options.ca = settings.ca.clone();
     peer
 }
 
@@ -81,6 +98,7 @@ mod tests {
             tls: false,
             sni: String::new(),
             verify_cert: true,
+            ca: None,
             connect_timeout: Duration::from_millis(100),
             read_timeout: Duration::from_millis(200),
             write_timeout: Duration::from_millis(300),

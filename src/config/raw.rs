@@ -79,6 +79,8 @@ pub struct RawUpstream {
     /// Verify the upstream's certificate chain and host name when `tls = true`.
     #[serde(default = "default_true")]
     pub verify_cert: bool,
+    /// PEM file of CA certificates trusted for this upstream instead of the system roots.
+    pub ca_file: Option<String>,
     #[serde(default = "default_connect_timeout_ms")]
     pub connect_timeout_ms: u64,
     #[serde(default = "default_io_timeout_ms")]

@@ -8,6 +8,7 @@ use crate::headers::{HeaderPolicy, RESERVED, normalise_name};
 use crate::routing::{Route, RouteTable, validate_prefix};
 use crate::upstream::{PeerSettings, Upstream};
 use http::{HeaderName, HeaderValue, Method};
+use pingora::utils::tls::{WrappedX509, parse_x509};
 use std::collections::{BTreeMap, HashMap};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
@@ -58,7 +59,7 @@ pub fn compile(raw: RawConfig, base: &Path, problems: &mut Vec<ConfigProblem>) -
             .unwrap_or_default(),
         access_log: raw.log.access_log,
     };
-    let upstreams = compile_upstreams(&raw.upstreams, &mut checker);
+    let upstreams = compile_upstreams(&raw.upstreams, base, &mut checker);
     let credentials = compile_credentials(&raw.credentials, &mut checker);
     let routes = compile_routes(
         &raw,
@@ -133,13 +134,18 @@ fn existing_file(base: &Path, file: &str, key: &str, checker: &mut Checker) -> s
 
 fn compile_upstreams(
     raw: &BTreeMap<String, RawUpstream>,
+    base: &Path,
     checker: &mut Checker,
 ) -> HashMap<String, Arc<Upstream>> {
     raw.iter()
         .map(|(name, upstream)| {
             let key = format!("upstreams.{name}");
             let addresses = resolve_addresses(&key, &upstream.addresses, checker);
-            let settings = peer_settings(&key, upstream, checker);
+            let mut settings = peer_settings(&key, upstream, checker);
+            if let Some(file) = &upstream.ca_file {
+                let path = base.join(file);
+                settings.ca = checker.check(format!("{key}.ca_file"), load_ca_file(&path));
+            }
             (
                 name.clone(),
                 Arc::new(Upstream::new(name.clone(), &addresses, &settings)),
@@ -189,11 +195,31 @@ fn peer_settings(key: &str, raw: &RawUpstream, checker: &mut Checker) -> PeerSet
         tls: raw.tls,
         sni: raw.sni.clone(),
         verify_cert: raw.verify_cert,
+        ca: None,
         connect_timeout: timeout("connect_timeout_ms", raw.connect_timeout_ms),
         read_timeout: timeout("read_timeout_ms", raw.read_timeout_ms),
         write_timeout: timeout("write_timeout_ms", raw.write_timeout_ms),
         idle_timeout: timeout("idle_timeout_ms", raw.idle_timeout_ms),
     }
+}
+
+/// Reads the PEM certificates of an upstream's `ca_file`.
+fn load_ca_file(path: &Path) -> Result<Arc<[WrappedX509]>, String> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let shown = path.display();
+    let certificates = CertificateDer::pem_file_iter(path)
+        .map_err(|_| format!("cannot read PEM file \"{shown}\""))?
+        .map(|certificate| {
+            certificate
+                .map(|der| WrappedX509::new(der.to_vec(), parse_x509))
+                .map_err(|_| format!("\"{shown}\" holds an invalid certificate"))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    if certificates.is_empty() {
+        return Err(format!("\"{shown}\" holds no certificate"));
+    }
+    Ok(certificates.into())
 }
 
 type CredentialSet = Vec<(HeaderName, HeaderValue)>;

@@ -8,3 +8,4 @@ mod forwarding;
 mod observability;
 mod path_tricks;
 mod shutdown;
+mod tls;

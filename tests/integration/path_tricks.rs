@@ -43,6 +43,7 @@ fn path_tricks_table() {
         ),
         (b"/admin/x", Reaches("admin", "/admin/x")),
         (b"/public/x#/../../admin/x", Reaches("public", "/public/x")),
+        (b"/public/a b", Reaches("public", "/public/a%20b")),
         (b"/public/../admin/x", Refused),
         (b"/public/./x", Refused),
         (b"/public/..", Refused),

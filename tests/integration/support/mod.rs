@@ -2,6 +2,7 @@
 
 pub mod backend;
 pub mod keyway;
+pub mod pki;
 pub mod raw_http;
 
 pub use backend::Backend;
