@@ -184,38 +184,29 @@ mod tests {
 
     #[tokio::test]
     async fn decision_rule() {
-        assert!(
-            decide(vec![
-                Arc::new(Fixed("a", absent)),
-                Arc::new(Fixed("b", allow))
-            ])
-            .await
-            .is_ok()
-        );
-        assert_eq!(
-            decide(vec![Arc::new(Fixed("a", absent))])
-                .await
-                .unwrap_err(),
-            GatewayError::Unauthorized
-        );
-        assert_eq!(
-            decide(vec![
-                Arc::new(Fixed("a", allow)),
-                Arc::new(Fixed("b", allow))
-            ])
-            .await
-            .unwrap_err(),
-            GatewayError::Unauthorized
-        );
-        assert_eq!(
-            decide(vec![
-                Arc::new(Fixed("a", allow)),
-                Arc::new(Fixed("b", deny))
-            ])
-            .await
-            .unwrap_err(),
-            GatewayError::Unauthorized
-        );
+        type Outcome = fn() -> AuthOutcome;
+        let cases: [(&[Outcome], Result<(), GatewayError>); 5] = [
+            (&[absent, allow], Ok(())),
+            (&[absent], Err(GatewayError::Unauthorized)),
+            (&[allow, allow], Err(GatewayError::Unauthorized)),
+            (&[allow, deny], Err(GatewayError::Unauthorized)),
+            (
+                &[|| AuthOutcome::Deny(AuthDenial::Unavailable), allow],
+                Err(GatewayError::ServiceUnavailable),
+            ),
+        ];
+        for (outcomes, expected) in cases {
+            let list: Vec<Arc<dyn Authenticator>> = outcomes
+                .iter()
+                .map(|outcome| Arc::new(Fixed("t", *outcome)) as Arc<dyn Authenticator>)
+                .collect();
+            assert_eq!(
+                decide(list).await.map(|_| ()),
+                expected,
+                "{} outcomes",
+                outcomes.len()
+            );
+        }
     }
 
     #[test]

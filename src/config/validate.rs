@@ -65,7 +65,7 @@ pub fn compile(raw: RawConfig, base: &Path, problems: &mut Vec<ConfigProblem>) -
         &raw,
         &upstreams,
         &credentials,
-        server_body_limit(&raw.server),
+        raw.server.max_body_bytes,
         &mut checker,
     );
     Config {
@@ -74,10 +74,6 @@ pub fn compile(raw: RawConfig, base: &Path, problems: &mut Vec<ConfigProblem>) -
         log,
         routes,
     }
-}
-
-fn server_body_limit(server: &RawServer) -> u64 {
-    server.max_body_bytes
 }
 
 fn compile_server(raw: &RawServer, base: &Path, checker: &mut Checker) -> ServerSettings {

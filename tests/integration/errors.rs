@@ -39,6 +39,14 @@ auth = ["none"]
     )
 }
 
+/// A backend and a keyway in front of it with the routes above.
+fn start_gateway() -> (Backend, Keyway) {
+    let backend = Backend::start();
+    let routes = error_routes(closed_port(), backend.address);
+    let keyway = Keyway::start(&config(backend.address, &routes), &[]);
+    (backend, keyway)
+}
+
 struct Case {
     name: &'static str,
     method: &'static str,
@@ -51,15 +59,7 @@ struct Case {
 
 #[test]
 fn failures_are_envelopes_with_the_response_request_id() {
-    let backend = Backend::start();
-    let keyway = Keyway::start(
-        &config(
-            backend.address,
-            "",
-            &error_routes(closed_port(), backend.address),
-        ),
-        &[],
-    );
+    let (_backend, keyway) = start_gateway();
     let cases = [
         Case {
             name: "no route",
@@ -171,15 +171,7 @@ fn failures_are_envelopes_with_the_response_request_id() {
 
 #[test]
 fn bad_target_sent_raw_is_400_01() {
-    let backend = Backend::start();
-    let keyway = Keyway::start(
-        &config(
-            backend.address,
-            "",
-            &error_routes(closed_port(), backend.address),
-        ),
-        &[],
-    );
+    let (backend, keyway) = start_gateway();
     // reqwest normalises dot segments itself, so send this one raw.
     let response = raw_http::get(keyway.proxy, b"/api/../x");
     assert_eq!(response.status, 400);
@@ -191,15 +183,7 @@ fn bad_target_sent_raw_is_400_01() {
 
 #[test]
 fn an_upstream_envelope_passes_through_unchanged() {
-    let backend = Backend::start();
-    let keyway = Keyway::start(
-        &config(
-            backend.address,
-            "",
-            &error_routes(closed_port(), backend.address),
-        ),
-        &[],
-    );
+    let (_backend, keyway) = start_gateway();
     let response = reqwest::blocking::get(keyway.url("/api/status/409/envelope")).unwrap();
     assert_eq!(response.status(), 409);
     assert_eq!(
@@ -210,15 +194,7 @@ fn an_upstream_envelope_passes_through_unchanged() {
 
 #[test]
 fn a_streamed_body_over_the_limit_is_413() {
-    let backend = Backend::start();
-    let keyway = Keyway::start(
-        &config(
-            backend.address,
-            "",
-            &error_routes(closed_port(), backend.address),
-        ),
-        &[],
-    );
+    let (_backend, keyway) = start_gateway();
     let chunk = "x".repeat(600);
     let request = format!(
         "POST /api/upload HTTP/1.1\r\nHost: gateway.test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
@@ -256,15 +232,7 @@ fn read_one(reader: &mut BufReader<TcpStream>) -> (u16, Vec<u8>) {
 
 #[test]
 fn a_denial_keeps_the_client_connection_usable() {
-    let backend = Backend::start();
-    let keyway = Keyway::start(
-        &config(
-            backend.address,
-            "",
-            &error_routes(closed_port(), backend.address),
-        ),
-        &[],
-    );
+    let (backend, keyway) = start_gateway();
     let mut stream = TcpStream::connect(keyway.proxy).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))

@@ -28,7 +28,7 @@ identity_headers = { "x-auth-subject" = "sub" }
 fn upstream_sees_our_request_id_and_exactly_one_configured_credential() {
     let backend = Backend::start();
     let keyway = Keyway::start(
-        &config(backend.address, "", &credential_routes()),
+        &config(backend.address, &credential_routes()),
         &[("TEST_ASAPP_ID", API_ID), ("TEST_ASAPP_SECRET", SECRET)],
     );
     let body = r#"{"customerExternalId":"customer-xyz","auth":{"token":"cGFzc3dvcmQ="}}"#;
@@ -78,7 +78,7 @@ fn upstream_sees_our_request_id_and_exactly_one_configured_credential() {
 fn every_request_gets_a_fresh_request_id() {
     let backend = Backend::start();
     let keyway = Keyway::start(
-        &config(backend.address, "", &credential_routes()),
+        &config(backend.address, &credential_routes()),
         &[("TEST_ASAPP_ID", API_ID), ("TEST_ASAPP_SECRET", SECRET)],
     );
     let client = reqwest::blocking::Client::new();
@@ -151,7 +151,7 @@ credentials = "special"
         closed = closed_port(),
         live = backend.address
     );
-    let keyway = Keyway::start(&config(backend.address, "", &routes), &[]);
+    let keyway = Keyway::start(&config(backend.address, &routes), &[]);
     let client = reqwest::blocking::Client::new();
     let cases = [
         ("/api/v1", "gateway.test", "api"),

@@ -1,6 +1,6 @@
 //! `/metrics`, `/readyz`, `/healthz`, the access log, and secrets kept out of every log line.
 
-use crate::support::{Backend, Keyway, closed_port, config};
+use crate::support::{API_ROUTE, Backend, Keyway, closed_port, config};
 use prometheus_parse::{Scrape, Value};
 
 fn counter(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
@@ -20,18 +20,10 @@ fn counter(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
         .sum()
 }
 
-const ROUTES: &str = r#"
-[[routes]]
-name = "api"
-path_prefix = "/api/"
-upstream = "backend"
-auth = ["none"]
-"#;
-
 #[test]
 fn metrics_are_valid_prometheus_text_and_count_requests() {
     let backend = Backend::start();
-    let keyway = Keyway::start(&config(backend.address, "", ROUTES), &[]);
+    let keyway = Keyway::start(&config(backend.address, API_ROUTE), &[]);
     let client = reqwest::blocking::Client::new();
     assert_eq!(
         client
@@ -154,7 +146,7 @@ credentials = "asapp"
         closed = closed_port()
     );
     let keyway = Keyway::start(
-        &config(backend.address, "", &routes),
+        &config(backend.address, &routes),
         &[("CANARY_SECRET", SECRET)],
     );
     let client = reqwest::blocking::Client::new();

@@ -71,7 +71,7 @@ fn path_tricks_table() {
         (b"*", Refused),
     ];
     let backend = Backend::start();
-    let keyway = Keyway::start(&config(backend.address, "", ROUTES), &[]);
+    let keyway = Keyway::start(&config(backend.address, ROUTES), &[]);
     for (target, expect) in cases {
         let label = String::from_utf8_lossy(target).to_string();
         let before = backend.received().len();

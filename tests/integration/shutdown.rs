@@ -1,19 +1,12 @@
 //! SIGTERM: stop accepting, finish what is in flight, exit 0.
 
-use crate::support::{Backend, Keyway, config};
+use crate::support::{API_ROUTE, Backend, Keyway, config};
 use std::time::{Duration, Instant};
 
 #[test]
 fn sigterm_lets_a_slow_request_finish_and_exits_zero() {
     let backend = Backend::start();
-    let routes = r#"
-[[routes]]
-name = "api"
-path_prefix = "/api/"
-upstream = "backend"
-auth = ["none"]
-"#;
-    let mut keyway = Keyway::start(&config(backend.address, "", routes), &[]);
+    let mut keyway = Keyway::start(&config(backend.address, API_ROUTE), &[]);
     let url = keyway.url("/api/slow/1500");
     let in_flight = std::thread::spawn(move || {
         let response = reqwest::blocking::get(url).unwrap();

@@ -90,7 +90,7 @@ auth = ["none"]
         backend = backend.address,
         ca = pki.ca_file.display()
     );
-    let keyway = Keyway::start(&crate::support::config(backend.address, "", &routes), &[]);
+    let keyway = Keyway::start(&crate::support::config(backend.address, &routes), &[]);
     // The trusted upstream goes first: its verified connection must not be lent to the other.
     let trusted = reqwest::blocking::get(keyway.url("/trusted/x")).unwrap();
     assert_eq!(trusted.status(), 200);

@@ -16,8 +16,17 @@ pub fn closed_port() -> SocketAddr {
     listener.local_addr().unwrap()
 }
 
-/// A config with one upstream `backend`, the given extra upstream options, and `routes`.
-pub fn config(backend: SocketAddr, upstream_extra: &str, routes: &str) -> String {
+/// One public route to the `backend` upstream.
+pub const API_ROUTE: &str = r#"
+[[routes]]
+name = "api"
+path_prefix = "/api/"
+upstream = "backend"
+auth = ["none"]
+"#;
+
+/// A config with one upstream `backend`, plus `routes` (and any other tables).
+pub fn config(backend: SocketAddr, routes: &str) -> String {
     format!(
         r#"
 [server]
@@ -32,7 +41,6 @@ listen = "127.0.0.1:0"
 addresses = ["{backend}"]
 connect_timeout_ms = 500
 read_timeout_ms = 2000
-{upstream_extra}
 
 {routes}
 "#
