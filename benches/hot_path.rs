@@ -3,10 +3,10 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderName, HeaderValue, Method};
-use keyway::auth::{NoneAuthenticator, Principal};
+use keyway::auth::{AuthKind, Principal};
 use keyway::error::{GatewayError, render_envelope};
 use keyway::headers::HeaderPolicy;
-use keyway::routing::{Route, RouteTable, check_request_target};
+use keyway::routing::{Route, RouteTable, RouteTarget, check_request_target};
 use keyway::upstream::{PeerSettings, Upstream};
 use pingora::http::RequestHeader;
 use std::hint::black_box;
@@ -53,8 +53,8 @@ fn table() -> RouteTable {
                 format!("/service{n}/v1/"),
                 None,
                 Some(vec![Method::GET, Method::POST]),
-                upstream.clone(),
-                vec![Arc::new(NoneAuthenticator)],
+                RouteTarget::Upstream(upstream.clone()),
+                vec![AuthKind::None],
                 policy(),
                 1 << 20,
             )

@@ -66,7 +66,7 @@ fn envelope(request_id: &str, error: &GatewayError) -> Response<Vec<u8>> {
         render_envelope(request_id, error).to_vec(),
     );
     if let Some((name, value)) = error.extra_headers() {
-        response.headers_mut().insert(name, value.clone());
+        response.headers_mut().insert(name, value);
     }
     response
 }

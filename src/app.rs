@@ -1,12 +1,15 @@
 //! Builds and runs the Pingora server: proxy service, admin service, lifecycle service.
 
 use crate::admin::AdminApp;
-use crate::config::Config;
+use crate::config::{Config, StoreSettings};
+use crate::converse::ConverseService;
+use crate::endpoints::Endpoints;
 use crate::lifecycle::{Lifecycle, LifecycleService};
 use crate::listeners::ListenAddress;
 use crate::logging::AccessLog;
 use crate::metrics::Metrics;
 use crate::proxy::Gateway;
+use crate::store::{MeteredStore, PurgeService, SqliteStore, Store};
 use pingora::listeners::tls::TlsSettings;
 use pingora::prelude::*;
 use pingora::proxy::http_proxy_service_with_name;
@@ -40,8 +43,10 @@ pub fn run(config: Config) -> Result<std::convert::Infallible, Box<dyn std::erro
     let access_log = AccessLog {
         enabled: config.log.access_log,
     };
+    let (endpoints, purge) = build_services(&config, &metrics)?;
     let gateway = Gateway::new(
         config.routes,
+        endpoints,
         metrics.clone(),
         lifecycle.clone(),
         access_log,
@@ -72,6 +77,9 @@ pub fn run(config: Config) -> Result<std::convert::Infallible, Box<dyn std::erro
     server.add_service(proxy);
     server.add_service(admin);
     server.add_service(background_service("keyway lifecycle", lifecycle_service));
+    if let Some(purge) = purge {
+        server.add_service(background_service("keyway store purge", purge));
+    }
 
     let proxy_list: Vec<String> = proxy_addresses
         .iter()
@@ -80,6 +88,31 @@ pub fn run(config: Config) -> Result<std::convert::Infallible, Box<dyn std::erro
     info!(proxy = proxy_list.join(","), admin = %admin_address.address, "listening");
     // `proxy_addresses` and `admin_address` hold port reservations: keep them alive until exit.
     server.run_forever()
+}
+
+/// Opens the store and builds the services behind built-in endpoints and authenticators.
+fn build_services(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+) -> Result<(Endpoints, Option<PurgeService>), Box<dyn std::error::Error>> {
+    let Some(converse) = &config.converse else {
+        return Ok((Endpoints::default(), None));
+    };
+    let store: Arc<dyn Store> = match &config.store {
+        StoreSettings::Sqlite { path } => Arc::new(MeteredStore::new(
+            Box::new(SqliteStore::open(path)?),
+            metrics.clone(),
+        )),
+    };
+    let purge = PurgeService {
+        store: store.clone(),
+        interval: converse.purge_interval,
+    };
+    let service = ConverseService::new(converse.clone(), &config.cache, store, metrics.clone());
+    let endpoints = Endpoints {
+        converse: Some(Arc::new(service)),
+    };
+    Ok((endpoints, Some(purge)))
 }
 
 fn resolve_all(listen: &[String]) -> Result<Vec<ListenAddress>, Box<dyn std::error::Error>> {

@@ -25,6 +25,10 @@ pub enum GatewayError {
     MethodNotAllowed { allow: HeaderValue },
     /// 413-01: request body over the route's `max_body_bytes`.
     PayloadTooLarge,
+    /// 422-01: well-formed JSON with a field of the wrong type or range.
+    UnprocessableEntity,
+    /// 429-01: too many failed attempts; try again after this many seconds.
+    TooManyRequests { retry_after_seconds: u64 },
     /// 500-01: a bug or an unexpected internal failure.
     Internal,
     /// 502-01: the upstream refused, reset or spoke broken HTTP.
@@ -46,6 +50,8 @@ impl GatewayError {
             GatewayError::NotFound => StatusCode::NOT_FOUND,
             GatewayError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             GatewayError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::UnprocessableEntity => StatusCode::UNPROCESSABLE_ENTITY,
+            GatewayError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             GatewayError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             GatewayError::BadGateway => StatusCode::BAD_GATEWAY,
             GatewayError::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -63,6 +69,8 @@ impl GatewayError {
             GatewayError::NotFound => "404-01",
             GatewayError::MethodNotAllowed { .. } => "405-01",
             GatewayError::PayloadTooLarge => "413-01",
+            GatewayError::UnprocessableEntity => "422-01",
+            GatewayError::TooManyRequests { .. } => "429-01",
             GatewayError::Internal => "500-01",
             GatewayError::BadGateway => "502-01",
             GatewayError::ServiceUnavailable => "503-01",
@@ -80,6 +88,8 @@ impl GatewayError {
             GatewayError::NotFound => "Not Found",
             GatewayError::MethodNotAllowed { .. } => "Method Not Allowed",
             GatewayError::PayloadTooLarge => "Payload Too Large",
+            GatewayError::UnprocessableEntity => "Unprocessable Entity",
+            GatewayError::TooManyRequests { .. } => "Too Many Requests",
             GatewayError::Internal => "Internal server error",
             GatewayError::BadGateway => "Bad Gateway",
             GatewayError::ServiceUnavailable => "Service Unavailable",
@@ -89,9 +99,15 @@ impl GatewayError {
     }
 
     /// Extra response headers this error carries.
-    pub fn extra_headers(&self) -> Option<(http::HeaderName, &HeaderValue)> {
+    pub fn extra_headers(&self) -> Option<(http::HeaderName, HeaderValue)> {
         match self {
-            GatewayError::MethodNotAllowed { allow } => Some((http::header::ALLOW, allow)),
+            GatewayError::MethodNotAllowed { allow } => Some((http::header::ALLOW, allow.clone())),
+            GatewayError::TooManyRequests {
+                retry_after_seconds,
+            } => Some((
+                http::header::RETRY_AFTER,
+                HeaderValue::from(*retry_after_seconds),
+            )),
             _ => None,
         }
     }

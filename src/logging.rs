@@ -62,7 +62,7 @@ impl AccessLog {
             path = request.uri.path(),
             status,
             code,
-            upstream = ctx.route.as_ref().map_or("", |route| route.upstream.name.as_str()),
+            upstream = ctx.route.as_ref().map_or("", |route| route.target.upstream_name()),
             duration_ms = elapsed.as_secs_f64() * 1000.0,
             upstream_ms = ctx.upstream_elapsed.map(|elapsed| elapsed.as_secs_f64() * 1000.0),
             client = session.client_addr().map(|addr| addr.to_string()),

@@ -29,35 +29,58 @@ enum Command {
     Run,
     /// Validate the config, print every problem found, and exit non-zero if there are any.
     CheckConfig,
+    /// Read a password from stdin (one line) and print its argon2id PHC string.
+    HashPassword,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match Config::load(&cli.config) {
-        Ok(config) => config,
-        Err(error) => {
-            eprint!("{error}");
-            return ExitCode::from(2);
-        }
-    };
     match cli.command.unwrap_or(Command::Run) {
-        Command::CheckConfig => {
-            println!(
-                "{}: OK ({} routes)",
-                cli.config.display(),
-                config.routes.routes().len()
-            );
-            ExitCode::SUCCESS
-        }
-        Command::Run => {
-            logging::init(cli.log_format, &config.log.level);
-            match keyway::app::run(config) {
-                Ok(never) => match never {},
-                Err(error) => {
-                    tracing::error!(%error, "keyway could not start");
-                    ExitCode::FAILURE
-                }
+        Command::HashPassword => hash_password(),
+        Command::CheckConfig => match Config::load(&cli.config) {
+            Ok(config) => {
+                let routes = config.routes.routes().len();
+                println!("{}: OK ({routes} routes)", cli.config.display());
+                ExitCode::SUCCESS
             }
+            Err(error) => config_failure(&error),
+        },
+        Command::Run => match Config::load(&cli.config) {
+            Ok(config) => run(config, cli.log_format),
+            Err(error) => config_failure(&error),
+        },
+    }
+}
+
+fn config_failure(error: &keyway::config::ConfigError) -> ExitCode {
+    eprint!("{error}");
+    ExitCode::from(2)
+}
+
+fn run(config: Config, log_format: LogFormat) -> ExitCode {
+    logging::init(log_format, &config.log.level);
+    match keyway::app::run(config) {
+        Ok(never) => match never {},
+        Err(error) => {
+            tracing::error!(%error, "keyway could not start");
+            ExitCode::FAILURE
         }
     }
+}
+
+/// `keyway hash-password`: the password comes from stdin so it never lands in shell history.
+fn hash_password() -> ExitCode {
+    let mut line = String::new();
+    if std::io::stdin().read_line(&mut line).is_err() {
+        eprintln!("could not read a password from stdin");
+        return ExitCode::from(2);
+    }
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    if password.is_empty() {
+        eprintln!("the password is empty");
+        return ExitCode::from(2);
+    }
+    println!("{}", keyway::converse::password::hash_password(password));
+    ExitCode::SUCCESS
 }

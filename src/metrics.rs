@@ -1,7 +1,7 @@
 //! Prometheus metrics: one registry per keyway instance, rendered by the admin listener.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
 };
 use std::time::Duration;
 
@@ -17,66 +17,88 @@ pub struct Metrics {
     upstream_duration: HistogramVec,
     auth: IntCounterVec,
     auth_duration: HistogramVec,
+    cache_requests: IntCounterVec,
+    store_operations: IntCounterVec,
+    tokens_issued: IntCounter,
+    tokens_revoked: IntCounter,
 }
 
 impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
-        let requests = IntCounterVec::new(
-            Opts::new(
-                "keyway_requests_total",
-                "Requests answered, by route, method, status and error code",
-            ),
-            &["route", "method", "status", "code"],
-        )
-        .expect("valid metric");
-        let request_duration = histogram(
-            "keyway_request_duration_seconds",
-            "Time from request head to the end of the response, by route",
-            "route",
-        );
-        let upstream_duration = histogram(
-            "keyway_upstream_duration_seconds",
-            "Time from choosing an upstream peer to its response head, by upstream",
-            "upstream",
-        );
-        let auth = IntCounterVec::new(
-            Opts::new(
-                "keyway_auth_total",
-                "Authenticator verdicts (allow, deny, absent)",
-            ),
-            &["authenticator", "result"],
-        )
-        .expect("valid metric");
-        let auth_duration = histogram(
-            "keyway_auth_duration_seconds",
-            "Time spent in each authenticator",
-            "authenticator",
-        );
-        for collector in [&requests, &auth] {
-            registry
-                .register(Box::new(collector.clone()))
-                .expect("unique metric");
-        }
-        for collector in [&request_duration, &upstream_duration, &auth_duration] {
-            registry
-                .register(Box::new(collector.clone()))
-                .expect("unique metric");
-        }
         #[cfg(target_os = "linux")]
         registry
             .register(Box::new(
                 prometheus::process_collector::ProcessCollector::for_self(),
             ))
             .expect("unique metric");
+        let r = &registry;
         Metrics {
+            requests: counter_vec(
+                r,
+                "keyway_requests_total",
+                "Requests answered, by route, method, status and error code",
+                &["route", "method", "status", "code"],
+            ),
+            request_duration: histogram(
+                r,
+                "keyway_request_duration_seconds",
+                "Time from request head to the end of the response, by route",
+                "route",
+            ),
+            upstream_duration: histogram(
+                r,
+                "keyway_upstream_duration_seconds",
+                "Time from choosing an upstream peer to its response head, by upstream",
+                "upstream",
+            ),
+            auth: counter_vec(
+                r,
+                "keyway_auth_total",
+                "Authenticator verdicts (allow, deny, absent)",
+                &["authenticator", "result"],
+            ),
+            auth_duration: histogram(
+                r,
+                "keyway_auth_duration_seconds",
+                "Time spent in each authenticator",
+                "authenticator",
+            ),
+            cache_requests: counter_vec(
+                r,
+                "keyway_cache_requests_total",
+                "Credential cache lookups (hit, miss)",
+                &["cache", "result"],
+            ),
+            store_operations: counter_vec(
+                r,
+                "keyway_store_operations_total",
+                "Store calls by operation",
+                &["op"],
+            ),
+            tokens_issued: counter(r, "keyway_tokens_issued_total", "Converse tokens created"),
+            tokens_revoked: counter(r, "keyway_tokens_revoked_total", "Converse tokens deleted"),
             registry,
-            requests,
-            request_duration,
-            upstream_duration,
-            auth,
-            auth_duration,
         }
+    }
+
+    pub fn observe_cache(&self, cache: &str, hit: bool) {
+        let result = if hit { "hit" } else { "miss" };
+        self.cache_requests
+            .with_label_values(&[cache, result])
+            .inc();
+    }
+
+    pub fn observe_store(&self, op: &str) {
+        self.store_operations.with_label_values(&[op]).inc();
+    }
+
+    pub fn token_issued(&self) {
+        self.tokens_issued.inc();
+    }
+
+    pub fn token_revoked(&self) {
+        self.tokens_revoked.inc();
     }
 
     pub fn observe_request(
@@ -125,12 +147,32 @@ impl Default for Metrics {
     }
 }
 
-fn histogram(name: &str, help: &str, label: &str) -> HistogramVec {
-    HistogramVec::new(
+fn histogram(registry: &Registry, name: &str, help: &str, label: &str) -> HistogramVec {
+    let metric = HistogramVec::new(
         HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
         &[label],
     )
-    .expect("valid metric")
+    .expect("valid metric");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("unique metric");
+    metric
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let metric = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("unique metric");
+    metric
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    let metric = IntCounter::new(name, help).expect("valid metric");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("unique metric");
+    metric
 }
 
 fn status_label(status: u16) -> String {

@@ -7,7 +7,8 @@
 //! unreserved characters (`%2e`, `%61`, …). What remains decodes to the same segments it was
 //! matched on, so a prefix route can be neither reached nor escaped by encoding tricks.
 
-use crate::auth::Authenticator;
+use crate::auth::AuthKind;
+use crate::endpoints::EndpointKind;
 use crate::headers::HeaderPolicy;
 use crate::upstream::Upstream;
 use http::{HeaderValue, Method};
@@ -135,7 +136,25 @@ pub fn validate_prefix(prefix: &str) -> Result<(), String> {
         .map_err(|_| "must not contain \".\" or \"..\" segments or \"//\"".to_owned())
 }
 
-/// One compiled `[[routes]]` entry.
+/// Where an admitted request goes.
+#[derive(Debug, Clone)]
+pub enum RouteTarget {
+    Upstream(Arc<Upstream>),
+    /// A built-in API answered by keyway itself.
+    Endpoint(EndpointKind),
+}
+
+impl RouteTarget {
+    /// The upstream's name, or `""` for a built-in endpoint.
+    pub fn upstream_name(&self) -> &str {
+        match self {
+            RouteTarget::Upstream(upstream) => &upstream.name,
+            RouteTarget::Endpoint(_) => "",
+        }
+    }
+}
+
+/// One compiled `[[routes]]` entry, or a built-in endpoint's route.
 pub struct Route {
     pub name: String,
     pub path_prefix: String,
@@ -143,9 +162,9 @@ pub struct Route {
     pub host: Option<String>,
     /// `None` allows every method.
     pub methods: Option<Vec<Method>>,
-    pub upstream: Arc<Upstream>,
+    pub target: RouteTarget,
     /// Any-of: the first authenticator that recognises a credential decides.
-    pub authenticators: Vec<Arc<dyn Authenticator>>,
+    pub auth: Vec<AuthKind>,
     pub headers: HeaderPolicy,
     pub max_body_bytes: u64,
     /// The `Allow` header for a 405 on this route's (host, prefix).
@@ -159,8 +178,8 @@ impl Route {
         path_prefix: String,
         host: Option<String>,
         methods: Option<Vec<Method>>,
-        upstream: Arc<Upstream>,
-        authenticators: Vec<Arc<dyn Authenticator>>,
+        target: RouteTarget,
+        auth: Vec<AuthKind>,
         headers: HeaderPolicy,
         max_body_bytes: u64,
     ) -> Self {
@@ -169,8 +188,8 @@ impl Route {
             path_prefix,
             host,
             methods,
-            upstream,
-            authenticators,
+            target,
+            auth,
             headers,
             max_body_bytes,
             allow: HeaderValue::from_static(""),
@@ -212,7 +231,7 @@ impl std::fmt::Debug for Route {
             .field("name", &self.name)
             .field("path_prefix", &self.path_prefix)
             .field("host", &self.host)
-            .field("upstream", &self.upstream.name)
+            .field("target", &self.target)
             .finish_non_exhaustive()
     }
 }

@@ -3,9 +3,11 @@
 //! This module owns the decision rule (see [`authenticate_any`]); each authenticator lives in a
 //! module of its own and knows only its own credential.
 
+mod converse;
 mod none;
 mod principal;
 
+pub use converse::ConverseAuthenticator;
 pub use none::NoneAuthenticator;
 pub use principal::Principal;
 
@@ -96,12 +98,16 @@ impl AuthKind {
         })
     }
 
-    /// The shared instance for this kind, or why it cannot be used.
-    pub fn build(self) -> Result<Arc<dyn Authenticator>, String> {
+    /// Why this kind cannot be used with the configured services, if it cannot.
+    pub fn check_available(self, converse_configured: bool) -> Result<(), String> {
         match self {
-            AuthKind::None => Ok(Arc::new(NoneAuthenticator)),
+            AuthKind::None => Ok(()),
+            AuthKind::Converse if converse_configured => Ok(()),
+            AuthKind::Converse => {
+                Err("authenticator \"converse\" needs a [converse] section".to_owned())
+            }
             other => Err(format!(
-                "authenticator \"{}\" is not available in this version of keyway (available: \"none\")",
+                "authenticator \"{}\" is not available in this version of keyway (available: \"none\", \"converse\")",
                 other.name()
             )),
         }
@@ -118,14 +124,48 @@ impl AuthKind {
     }
 }
 
+/// One shared instance of each configured authenticator.
+pub struct Authenticators {
+    none: Arc<dyn Authenticator>,
+    converse: Option<Arc<dyn Authenticator>>,
+}
+
+impl Authenticators {
+    pub fn new(converse: Option<Arc<crate::converse::ConverseService>>) -> Self {
+        Authenticators {
+            none: Arc::new(NoneAuthenticator),
+            converse: converse.map(|service| {
+                Arc::new(ConverseAuthenticator::new(service)) as Arc<dyn Authenticator>
+            }),
+        }
+    }
+
+    /// Config validation guarantees every kind a route names is present.
+    fn get(&self, kind: AuthKind) -> Option<&Arc<dyn Authenticator>> {
+        match kind {
+            AuthKind::None => Some(&self.none),
+            AuthKind::Converse => self.converse.as_ref(),
+            AuthKind::Jwt | AuthKind::Exchange | AuthKind::HostedEmail => None,
+        }
+    }
+
+    /// The route's authenticators, in its order.
+    pub fn for_route<'a>(
+        &'a self,
+        kinds: &'a [AuthKind],
+    ) -> impl Iterator<Item = &'a Arc<dyn Authenticator>> + 'a {
+        kinds.iter().filter_map(|kind| self.get(*kind))
+    }
+}
+
 /// Runs a route's authenticators and decides.
 ///
 /// - any Deny denies (a bad credential is never rescued by another authenticator);
 /// - two authenticators that both recognise a credential deny: one request, one identity;
 /// - exactly one Allow allows;
 /// - nothing presented is 401.
-pub async fn authenticate_any(
-    authenticators: &[Arc<dyn Authenticator>],
+pub async fn authenticate_any<'a>(
+    authenticators: impl IntoIterator<Item = &'a Arc<dyn Authenticator>>,
     request: &AuthRequest<'_>,
     metrics: &Metrics,
 ) -> Result<Principal, GatewayError> {
@@ -210,10 +250,21 @@ mod tests {
     }
 
     #[test]
-    fn only_none_is_available() {
-        assert!(AuthKind::parse("none").unwrap().build().is_ok());
-        let message = AuthKind::parse("jwt").unwrap().build().unwrap_err();
-        assert!(message.contains("\"jwt\""), "{message}");
+    fn availability() {
+        assert!(AuthKind::None.check_available(false).is_ok());
+        assert!(AuthKind::Converse.check_available(true).is_ok());
+        assert!(
+            AuthKind::Converse
+                .check_available(false)
+                .unwrap_err()
+                .contains("[converse]")
+        );
+        assert!(
+            AuthKind::Jwt
+                .check_available(true)
+                .unwrap_err()
+                .contains("\"jwt\"")
+        );
         assert!(AuthKind::parse("basic").is_none());
     }
 }

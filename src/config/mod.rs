@@ -3,12 +3,14 @@
 //! Loading never stops at the first mistake: `${VAR}` problems, unknown keys and semantic
 //! errors are collected and reported together, each naming its key (`routes[2].upstream`).
 
+pub mod converse;
 mod env;
 mod raw;
 pub mod secret;
 mod validate;
 
 use crate::routing::RouteTable;
+pub use converse::{CacheSettings, ConverseSettings, StoreSettings};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -19,6 +21,10 @@ pub struct Config {
     pub admin: AdminSettings,
     pub log: LogSettings,
     pub routes: RouteTable,
+    pub store: StoreSettings,
+    pub cache: CacheSettings,
+    /// Present when `[converse]` is configured: the token API and `auth = ["converse"]`.
+    pub converse: Option<ConverseSettings>,
 }
 
 #[derive(Debug, Clone)]

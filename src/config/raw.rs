@@ -19,6 +19,117 @@ pub struct RawConfig {
     pub credentials: BTreeMap<String, BTreeMap<String, Secret>>,
     #[serde(default)]
     pub routes: Vec<RawRoute>,
+    #[serde(default)]
+    pub store: RawStore,
+    #[serde(default)]
+    pub cache: RawCache,
+    pub converse: Option<RawConverse>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RawStore {
+    /// `"sqlite"` (embedded default).
+    #[serde(default = "default_store_backend")]
+    pub backend: String,
+    #[serde(default = "default_store_path")]
+    pub path: String,
+}
+
+impl Default for RawStore {
+    fn default() -> Self {
+        RawStore {
+            backend: default_store_backend(),
+            path: default_store_path(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RawCache {
+    /// Entries per cache.
+    #[serde(default = "default_cache_capacity")]
+    pub capacity: u64,
+    /// The staleness bound: how long a validated credential is trusted without the store.
+    #[serde(default = "default_cache_ttl_seconds")]
+    pub ttl_seconds: u64,
+}
+
+impl Default for RawCache {
+    fn default() -> Self {
+        RawCache {
+            capacity: default_cache_capacity(),
+            ttl_seconds: default_cache_ttl_seconds(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RawConverse {
+    #[serde(default = "default_converse_header")]
+    pub header: String,
+    /// Where the token API is served: `{api_prefix}/verify`, `{api_prefix}/token/...`.
+    #[serde(default = "default_converse_api_prefix")]
+    pub api_prefix: String,
+    #[serde(default = "default_converse_timeout")]
+    pub default_timeout_seconds: i64,
+    #[serde(default = "default_converse_max_timeout")]
+    pub max_timeout_seconds: i64,
+    /// Whether `timeout = -1` (a token that never expires) may be requested.
+    #[serde(default = "default_true")]
+    pub allow_non_expiring: bool,
+    /// `"static"` (`[[converse.users]]`) or `"upstream"` (`directory_url`).
+    #[serde(default = "default_converse_directory")]
+    pub directory: String,
+    pub directory_url: Option<String>,
+    #[serde(default = "default_directory_timeout_ms")]
+    pub directory_timeout_ms: u64,
+    /// Password hashes computed at once (each argon2id hash holds ~19 MiB).
+    #[serde(default = "default_max_concurrent_hashes")]
+    pub max_concurrent_hashes: usize,
+    /// Largest body accepted by the token API.
+    #[serde(default = "default_converse_body_bytes")]
+    pub max_body_bytes: u64,
+    #[serde(default = "default_purge_interval_seconds")]
+    pub purge_interval_seconds: u64,
+    #[serde(default)]
+    pub lockout: RawLockout,
+    #[serde(default)]
+    pub users: Vec<RawUser>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RawLockout {
+    /// Failed logins for one account before it is locked.
+    #[serde(default = "default_lockout_failures")]
+    pub max_failures: u32,
+    /// Failed logins from one client IP (any account) before it is locked.
+    #[serde(default = "default_lockout_ip_failures")]
+    pub ip_max_failures: u32,
+    /// First lock length; each further failure doubles it.
+    #[serde(default = "default_lockout_base")]
+    pub base_seconds: u64,
+    #[serde(default = "default_lockout_max")]
+    pub max_seconds: u64,
+}
+
+impl Default for RawLockout {
+    fn default() -> Self {
+        RawLockout {
+            max_failures: default_lockout_failures(),
+            ip_max_failures: default_lockout_ip_failures(),
+            base_seconds: default_lockout_base(),
+            max_seconds: default_lockout_max(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RawUser {
+    pub email: String,
+    /// An argon2id PHC string (`keyway hash-password`).
+    pub password_hash: Secret,
+    #[serde(default)]
+    pub admin: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -134,4 +245,55 @@ fn default_io_timeout_ms() -> u64 {
 }
 fn default_idle_timeout_ms() -> u64 {
     60_000
+}
+fn default_store_backend() -> String {
+    "sqlite".to_owned()
+}
+fn default_store_path() -> String {
+    "data/keyway.db".to_owned()
+}
+fn default_cache_capacity() -> u64 {
+    1_000_000
+}
+fn default_cache_ttl_seconds() -> u64 {
+    30
+}
+fn default_converse_header() -> String {
+    "X-CONVERSE-TOKEN".to_owned()
+}
+fn default_converse_api_prefix() -> String {
+    "/api/user".to_owned()
+}
+fn default_converse_timeout() -> i64 {
+    3600
+}
+fn default_converse_max_timeout() -> i64 {
+    2_592_000
+}
+fn default_converse_directory() -> String {
+    "static".to_owned()
+}
+fn default_directory_timeout_ms() -> u64 {
+    2_000
+}
+fn default_max_concurrent_hashes() -> usize {
+    4
+}
+fn default_converse_body_bytes() -> u64 {
+    16 * 1024
+}
+fn default_purge_interval_seconds() -> u64 {
+    60
+}
+fn default_lockout_failures() -> u32 {
+    5
+}
+fn default_lockout_ip_failures() -> u32 {
+    50
+}
+fn default_lockout_base() -> u64 {
+    1
+}
+fn default_lockout_max() -> u64 {
+    900
 }

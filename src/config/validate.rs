@@ -1,11 +1,13 @@
 //! Raw config -> compiled [`Config`]: every check, every problem named by its key.
 
+use super::converse::{ConverseSettings, compile_cache, compile_converse, compile_store};
 use super::raw::{RawConfig, RawRoute, RawServer, RawUpstream};
 use super::secret::Secret;
 use super::{AdminSettings, Config, ConfigProblem, LogSettings, ServerSettings, TlsFiles};
-use crate::auth::{AuthKind, Authenticator};
+use crate::auth::AuthKind;
+use crate::endpoints::EndpointKind;
 use crate::headers::{HeaderPolicy, RESERVED, normalise_name};
-use crate::routing::{Route, RouteTable, validate_prefix};
+use crate::routing::{Route, RouteTable, RouteTarget, validate_prefix};
 use crate::upstream::{PeerSettings, Upstream};
 use http::{HeaderName, HeaderValue, Method};
 use pingora::utils::tls::{WrappedX509, parse_x509};
@@ -59,20 +61,29 @@ pub fn compile(raw: RawConfig, base: &Path, problems: &mut Vec<ConfigProblem>) -
             .unwrap_or_default(),
         access_log: raw.log.access_log,
     };
+    let store = compile_store(&raw.store, base, checker.problems);
+    let cache = compile_cache(&raw.cache, checker.problems);
+    let converse = raw
+        .converse
+        .as_ref()
+        .map(|converse| compile_converse(converse, checker.problems));
     let upstreams = compile_upstreams(&raw.upstreams, base, &mut checker);
     let credentials = compile_credentials(&raw.credentials, &mut checker);
-    let routes = compile_routes(
-        &raw,
-        &upstreams,
-        &credentials,
-        raw.server.max_body_bytes,
-        &mut checker,
-    );
+    let context = RouteContext {
+        upstreams: &upstreams,
+        credentials: &credentials,
+        default_body_limit: raw.server.max_body_bytes,
+        converse: converse.as_ref(),
+    };
+    let routes = compile_routes(&raw, &context, &mut checker);
     Config {
         server,
         admin,
         log,
         routes,
+        store,
+        cache,
+        converse,
     }
 }
 
@@ -263,13 +274,22 @@ fn header_name(name: &str) -> Result<HeaderName, String> {
     Ok(parsed)
 }
 
-fn compile_routes(
-    raw: &RawConfig,
-    upstreams: &HashMap<String, Arc<Upstream>>,
-    credentials: &HashMap<String, CredentialSet>,
+/// What every route is compiled against.
+struct RouteContext<'a> {
+    upstreams: &'a HashMap<String, Arc<Upstream>>,
+    credentials: &'a HashMap<String, CredentialSet>,
     default_body_limit: u64,
-    checker: &mut Checker,
-) -> RouteTable {
+    converse: Option<&'a ConverseSettings>,
+}
+
+impl RouteContext<'_> {
+    /// Headers stripped on every route: a client's Converse token is keyway's business only.
+    fn always_stripped(&self) -> Option<&str> {
+        self.converse.map(|converse| converse.header.as_str())
+    }
+}
+
+fn compile_routes(raw: &RawConfig, context: &RouteContext, checker: &mut Checker) -> RouteTable {
     if raw.routes.is_empty() {
         checker.fail("routes", "at least one [[routes]] entry is required");
     }
@@ -277,17 +297,67 @@ fn compile_routes(
     for (index, route) in raw.routes.iter().enumerate() {
         let key = format!("routes[{index}]");
         check_unique_route(index, route, &raw.routes, checker);
-        let compiled_route = compile_route(
-            &key,
-            route,
-            upstreams,
-            credentials,
-            default_body_limit,
-            checker,
-        );
-        compiled.extend(compiled_route);
+        compiled.extend(compile_route(&key, route, context, checker));
+    }
+    if let Some(converse) = context.converse {
+        let builtin = converse_routes(converse, context);
+        for route in &builtin {
+            if compiled
+                .iter()
+                .any(|user: &Route| user.path_prefix == route.path_prefix && user.host.is_none())
+            {
+                checker.fail(
+                    "converse.api_prefix",
+                    format!(
+                        "a [[routes]] entry already uses {:?}, which the token API needs",
+                        route.path_prefix
+                    ),
+                );
+            }
+        }
+        compiled.extend(builtin);
     }
     RouteTable::new(compiled)
+}
+
+/// The token API's routes: verify is public, the token calls need a Converse token.
+fn converse_routes(converse: &ConverseSettings, context: &RouteContext) -> Vec<Route> {
+    let prefix = &converse.api_prefix;
+    let route = |name: &str, path: String, method: Method, kind: EndpointKind, auth: AuthKind| {
+        Route::new(
+            name.to_owned(),
+            path,
+            None,
+            Some(vec![method]),
+            RouteTarget::Endpoint(kind),
+            vec![auth],
+            HeaderPolicy::new(context.always_stripped(), Vec::new(), Vec::new()),
+            converse.max_body_bytes,
+        )
+    };
+    vec![
+        route(
+            "converse.verify",
+            format!("{prefix}/verify"),
+            Method::POST,
+            EndpointKind::ConverseVerifyUser,
+            AuthKind::None,
+        ),
+        route(
+            "converse.token.verify",
+            format!("{prefix}/token/verify"),
+            Method::POST,
+            EndpointKind::ConverseVerifyToken,
+            AuthKind::Converse,
+        ),
+        route(
+            "converse.token.delete",
+            format!("{prefix}/token/"),
+            Method::DELETE,
+            EndpointKind::ConverseDeleteToken,
+            AuthKind::Converse,
+        ),
+    ]
 }
 
 fn check_unique_route(index: usize, route: &RawRoute, all: &[RawRoute], checker: &mut Checker) {
@@ -327,9 +397,7 @@ fn check_unique_route(index: usize, route: &RawRoute, all: &[RawRoute], checker:
 fn compile_route(
     key: &str,
     raw: &RawRoute,
-    upstreams: &HashMap<String, Arc<Upstream>>,
-    credentials: &HashMap<String, CredentialSet>,
-    default_body_limit: u64,
+    context: &RouteContext,
     checker: &mut Checker,
 ) -> Option<Route> {
     let prefix = checker.check(
@@ -347,16 +415,16 @@ fn compile_route(
         );
     }
     let methods = compile_methods(key, raw.methods.as_deref(), checker);
-    let upstream = upstreams.get(&raw.upstream).cloned();
+    let upstream = context.upstreams.get(&raw.upstream).cloned();
     if upstream.is_none() {
         checker.fail(
             format!("{key}.upstream"),
             format!("unknown upstream {:?}", raw.upstream),
         );
     }
-    let authenticators = compile_auth(key, &raw.auth, checker);
+    let auth = compile_auth(key, &raw.auth, context.converse.is_some(), checker);
     let inject = match &raw.credentials {
-        Some(name) => credentials.get(name).cloned().or_else(|| {
+        Some(name) => context.credentials.get(name).cloned().or_else(|| {
             checker.fail(
                 format!("{key}.credentials"),
                 format!("unknown credentials {name:?}"),
@@ -375,20 +443,17 @@ fn compile_route(
     if raw.max_body_bytes == Some(0) {
         checker.fail(format!("{key}.max_body_bytes"), "must be at least 1");
     }
-    let headers = HeaderPolicy::new(
-        raw.strip_request_headers.iter().map(String::as_str),
-        inject?,
-        identity,
-    );
+    let stripped = raw.strip_request_headers.iter().map(String::as_str);
+    let headers = HeaderPolicy::new(stripped.chain(context.always_stripped()), inject?, identity);
     Some(Route::new(
         raw.name.clone(),
         prefix.map(|_| raw.path_prefix.clone())?,
         host,
         methods,
-        upstream?,
-        authenticators,
+        RouteTarget::Upstream(upstream?),
+        auth,
         headers,
-        raw.max_body_bytes.unwrap_or(default_body_limit),
+        raw.max_body_bytes.unwrap_or(context.default_body_limit),
     ))
 }
 
@@ -422,7 +487,12 @@ fn compile_methods(
     Some(methods)
 }
 
-fn compile_auth(key: &str, names: &[String], checker: &mut Checker) -> Vec<Arc<dyn Authenticator>> {
+fn compile_auth(
+    key: &str,
+    names: &[String],
+    converse_configured: bool,
+    checker: &mut Checker,
+) -> Vec<AuthKind> {
     if names.is_empty() {
         checker.fail(
             format!("{key}.auth"),
@@ -447,11 +517,13 @@ fn compile_auth(key: &str, names: &[String], checker: &mut Checker) -> Vec<Arc<d
             "\"none\" cannot be combined with other authenticators",
         );
     }
+    for (index, kind) in kinds.iter().enumerate() {
+        checker.check(
+            format!("{key}.auth[{index}]"),
+            kind.check_available(converse_configured),
+        );
+    }
     kinds
-        .iter()
-        .enumerate()
-        .filter_map(|(index, kind)| checker.check(format!("{key}.auth[{index}]"), kind.build()))
-        .collect()
 }
 
 fn compile_identity_headers(

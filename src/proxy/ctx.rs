@@ -4,7 +4,8 @@ use crate::auth::Principal;
 use crate::error::GatewayError;
 use crate::lifecycle::InFlightGuard;
 use crate::proxy::upstream_errors::ErrorBodyRewrite;
-use crate::routing::Route;
+use crate::routing::{Route, RouteTarget};
+use crate::upstream::Upstream;
 use http::HeaderValue;
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -55,6 +56,14 @@ impl RequestCtx {
 
     pub fn request_id(&self) -> &str {
         self.request_id.to_str().expect("built from a UUID")
+    }
+
+    /// The upstream of the matched route, if it proxies (built-in endpoints do not).
+    pub fn upstream(&self) -> Option<&Arc<Upstream>> {
+        match &self.route.as_ref()?.target {
+            RouteTarget::Upstream(upstream) => Some(upstream),
+            RouteTarget::Endpoint(_) => None,
+        }
     }
 
     pub fn route_name(&self) -> &str {

@@ -2,6 +2,7 @@
 //! the module that owns the decision.
 
 mod ctx;
+mod endpoint;
 mod failure;
 mod request;
 mod respond;
@@ -10,10 +11,12 @@ pub mod upstream_errors;
 pub use ctx::RequestCtx;
 pub use respond::envelope_response;
 
+use crate::auth::Authenticators;
+use crate::endpoints::Endpoints;
 use crate::lifecycle::Lifecycle;
 use crate::logging::AccessLog;
 use crate::metrics::Metrics;
-use crate::routing::RouteTable;
+use crate::routing::{RouteTable, RouteTarget};
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -26,6 +29,8 @@ use upstream_errors::HeadDecision;
 /// The proxy service's shared state, built once from the config.
 pub struct Gateway {
     routes: RouteTable,
+    authenticators: Authenticators,
+    endpoints: Endpoints,
     metrics: Arc<Metrics>,
     lifecycle: Arc<Lifecycle>,
     access_log: AccessLog,
@@ -34,16 +39,27 @@ pub struct Gateway {
 impl Gateway {
     pub fn new(
         routes: RouteTable,
+        endpoints: Endpoints,
         metrics: Arc<Metrics>,
         lifecycle: Arc<Lifecycle>,
         access_log: AccessLog,
     ) -> Self {
         Gateway {
             routes,
+            authenticators: Authenticators::new(endpoints.converse.clone()),
+            endpoints,
             metrics,
             lifecycle,
             access_log,
         }
+    }
+
+    pub fn authenticators(&self) -> &Authenticators {
+        &self.authenticators
+    }
+
+    pub fn endpoints(&self) -> &Endpoints {
+        &self.endpoints
     }
 
     pub fn routes(&self) -> &RouteTable {
@@ -65,13 +81,20 @@ impl ProxyHttp for Gateway {
 
     /// Expected denials are answered here (`Ok(true)`), keeping the client connection usable.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        match request::admit(self, session, ctx).await {
-            Ok(()) => Ok(false),
-            Err(error) => {
-                respond::send_error(session, ctx, error).await?;
-                Ok(true)
-            }
+        let admitted = request::admit(self, session, ctx).await;
+        let endpoint = ctx.route.as_ref().and_then(|route| match route.target {
+            RouteTarget::Endpoint(kind) => Some(kind),
+            RouteTarget::Upstream(_) => None,
+        });
+        let answered = match (admitted, endpoint) {
+            (Ok(()), None) => return Ok(false),
+            (Ok(()), Some(kind)) => endpoint::serve(self, session, ctx, kind).await,
+            (Err(error), _) => Err(error),
+        };
+        if let Err(error) = answered {
+            respond::send_error(session, ctx, error).await?;
         }
+        Ok(true)
     }
 
     async fn request_body_filter(
@@ -89,13 +112,13 @@ impl ProxyHttp for Gateway {
         _session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        let route = ctx
-            .route
-            .as_ref()
+        let upstream = ctx
+            .upstream()
             .ok_or_else(|| Error::new(ErrorType::InternalError))?;
+        let peer = upstream.next_peer();
         ctx.connect_attempts += 1;
         ctx.upstream_started = Some(Instant::now());
-        Ok(route.upstream.next_peer())
+        Ok(peer)
     }
 
     /// Retries a failed connect on the next address, once per configured address.
@@ -107,9 +130,8 @@ impl ProxyHttp for Gateway {
         mut error: Box<Error>,
     ) -> Box<Error> {
         let addresses = ctx
-            .route
-            .as_ref()
-            .map_or(0, |route| route.upstream.address_count());
+            .upstream()
+            .map_or(0, |upstream| upstream.address_count());
         error.set_retry(ctx.connect_attempts < addresses);
         error
     }
@@ -196,10 +218,10 @@ impl ProxyHttp for Gateway {
 
 impl Gateway {
     fn observe_upstream(&self, ctx: &mut RequestCtx) {
-        if let (Some(started), Some(route)) = (ctx.upstream_started, &ctx.route) {
+        if let (Some(started), Some(upstream)) = (ctx.upstream_started, ctx.upstream()) {
             let elapsed = started.elapsed();
+            self.metrics.observe_upstream(&upstream.name, elapsed);
             ctx.upstream_elapsed = Some(elapsed);
-            self.metrics.observe_upstream(&route.upstream.name, elapsed);
         }
     }
 }

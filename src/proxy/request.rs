@@ -46,8 +46,12 @@ pub async fn admit(
             .and_then(|addr| addr.as_inet())
             .map(|addr| addr.ip()),
     };
-    let principal =
-        authenticate_any(&route.authenticators, &auth_request, gateway.metrics()).await?;
+    let principal = authenticate_any(
+        gateway.authenticators().for_route(&route.auth),
+        &auth_request,
+        gateway.metrics(),
+    )
+    .await?;
     ctx.principal = Some(principal);
     Ok(())
 }

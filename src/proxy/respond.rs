@@ -36,7 +36,7 @@ pub fn envelope_response(request_id: &str, error: &GatewayError) -> (ResponseHea
         http::HeaderValue::from_str(request_id).expect("request ids are header-safe"),
     );
     if let Some((name, value)) = error.extra_headers() {
-        set(name, value.clone());
+        set(name, value);
     }
     (header, body)
 }

@@ -1,0 +1,321 @@
+//! Converse user tokens (seed 001): log in, issue, validate (with autoRenew), verify, revoke.
+//!
+//! Tokens are random UUIDs handed to the client once; the store keeps only their SHA-256.
+//! A moka cache in front of the store trusts a validated token for at most `cache.ttl_seconds`
+//! and never past its expiry; a DELETE evicts it at once. autoRenew moves the expiry in memory
+//! on every use and writes the store only when the stored expiry falls behind by more than the
+//! renewal window (half the timeout, at most a minute), so a busy token costs no writes.
+
+pub mod directory;
+pub mod lockout;
+pub mod password;
+
+use crate::auth::Principal;
+use crate::config::CacheSettings;
+use crate::config::converse::ConverseSettings;
+use crate::error::GatewayError;
+use crate::metrics::Metrics;
+use crate::store::{Namespace, Record, SecretKey, Store, now_ms};
+use directory::Directory;
+use lockout::{Gate, Lockout};
+use moka::sync::Cache;
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use tracing::warn;
+use uuid::Uuid;
+
+/// The cache label in `keyway_cache_requests_total`.
+const CACHE_NAME: &str = "converse_token";
+/// The longest a renewed expiry may lag in the store.
+const MAX_RENEW_WINDOW_MS: i64 = 60_000;
+/// Expiry of a token that never expires, in memory.
+const NEVER: i64 = i64::MAX;
+
+/// A token's lifetime as requested: seconds, or never (`timeout = -1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lifetime {
+    Seconds(i64),
+    Never,
+}
+
+impl Lifetime {
+    fn expiry_from(self, now: i64) -> Option<i64> {
+        match self {
+            Lifetime::Seconds(seconds) => Some(now.saturating_add(seconds.saturating_mul(1000))),
+            Lifetime::Never => None,
+        }
+    }
+
+    fn as_seconds(self) -> i64 {
+        match self {
+            Lifetime::Seconds(seconds) => seconds,
+            Lifetime::Never => -1,
+        }
+    }
+}
+
+/// A login request, already validated for shape.
+#[derive(Debug)]
+pub struct Login<'a> {
+    pub email: &'a str,
+    pub password: &'a str,
+    pub lifetime: Lifetime,
+    pub auto_renew: bool,
+    pub create_token: bool,
+    pub client_ip: Option<IpAddr>,
+}
+
+/// What the store keeps for a token (as JSON), keyed by the token's SHA-256.
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredToken {
+    email: String,
+    timeout: i64,
+    #[serde(rename = "autoRenew")]
+    auto_renew: bool,
+}
+
+/// A validated token, shared by cache hits.
+#[derive(Debug)]
+struct LiveToken {
+    email: String,
+    admin: bool,
+    /// Renewal step in ms when autoRenew is on.
+    renew_ms: Option<i64>,
+    expires_at_ms: AtomicI64,
+    stored_expires_at_ms: AtomicI64,
+}
+
+impl LiveToken {
+    fn principal(&self) -> Principal {
+        let mut principal = Principal::anonymous("converse");
+        let claims = &mut principal.claims;
+        claims.insert("sub".into(), self.email.clone().into());
+        claims.insert("subject".into(), self.email.clone().into());
+        claims.insert("email".into(), self.email.clone().into());
+        claims.insert("admin".into(), self.admin.into());
+        principal
+    }
+}
+
+pub struct ConverseService {
+    settings: ConverseSettings,
+    store: Arc<dyn Store>,
+    cache: Cache<SecretKey, Arc<LiveToken>>,
+    directory: Directory,
+    lockout: Lockout,
+    metrics: Arc<Metrics>,
+}
+
+/// The canonical text form of a token: lower-case hyphenated UUID.
+pub fn parse_token(text: &str) -> Option<Uuid> {
+    let uuid = Uuid::try_parse(text).ok()?;
+    (text.len() == uuid::fmt::Hyphenated::LENGTH && uuid.hyphenated().to_string() == text)
+        .then_some(uuid)
+}
+
+impl ConverseService {
+    pub fn new(
+        settings: ConverseSettings,
+        cache: &CacheSettings,
+        store: Arc<dyn Store>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        ConverseService {
+            directory: Directory::new(&settings),
+            lockout: Lockout::new(settings.lockout.clone()),
+            cache: Cache::builder()
+                .max_capacity(cache.capacity)
+                .time_to_live(cache.ttl)
+                .build(),
+            settings,
+            store,
+            metrics,
+        }
+    }
+
+    pub fn settings(&self) -> &ConverseSettings {
+        &self.settings
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// `POST /api/user/verify`: checks the password; with `create_token`, issues a token.
+    pub async fn login(&self, login: Login<'_>) -> Result<Option<Uuid>, GatewayError> {
+        let account = login.email.trim().to_lowercase();
+        if let Gate::Locked { retry_after } = self.lockout.gate(&account, login.client_ip) {
+            return Err(GatewayError::TooManyRequests {
+                retry_after_seconds: retry_after.as_secs_f64().ceil().max(1.0) as u64,
+            });
+        }
+        let Some(user) = self.directory.verify(&account, login.password).await? else {
+            self.lockout.record_failure(&account, login.client_ip);
+            return Err(GatewayError::Unauthorized);
+        };
+        self.lockout.record_success(&account);
+        if !login.create_token {
+            return Ok(None);
+        }
+        self.issue(&user.email, login.lifetime, login.auto_renew)
+            .await
+            .map(Some)
+    }
+
+    async fn issue(
+        &self,
+        email: &str,
+        lifetime: Lifetime,
+        auto_renew: bool,
+    ) -> Result<Uuid, GatewayError> {
+        let token = Uuid::new_v4();
+        let stored = StoredToken {
+            email: email.to_owned(),
+            timeout: lifetime.as_seconds(),
+            auto_renew,
+        };
+        let record = Record {
+            value: serde_json::to_vec(&stored).expect("a token record serialises"),
+            expires_at_ms: lifetime.expiry_from(now_ms()),
+        };
+        let key = SecretKey::of(token.hyphenated().to_string().as_bytes());
+        self.store
+            .put(Namespace::ConverseToken, &key, &record)
+            .await
+            .map_err(unavailable)?;
+        self.metrics.token_issued();
+        Ok(token)
+    }
+
+    /// The principal of a presented token, renewing it when it has autoRenew.
+    /// `Ok(None)`: unknown, expired, deleted or malformed, all alike.
+    pub async fn authenticate(&self, token: &str) -> Result<Option<Principal>, GatewayError> {
+        let Some(live) = self.live_token(token).await? else {
+            return Ok(None);
+        };
+        self.renew(token, &live);
+        Ok(Some(live.principal()))
+    }
+
+    /// `POST /api/user/token/verify`: whether a token is valid, without renewing it.
+    pub async fn is_valid(&self, token: &str) -> Result<bool, GatewayError> {
+        Ok(self.live_token(token).await?.is_some())
+    }
+
+    /// `DELETE /api/user/token/{uuid}`: a user may delete its own tokens, an admin any.
+    /// Someone else's token is "not found" to a non-admin: existence is not revealed.
+    pub async fn revoke(&self, token: &str, caller: &Principal) -> Result<(), GatewayError> {
+        let live = self
+            .live_token(token)
+            .await?
+            .ok_or(GatewayError::NotFound)?;
+        let caller_email = caller.claim_text("email");
+        let is_admin = caller.claim_text("admin").as_deref() == Some("true");
+        if !is_admin && caller_email.as_deref() != Some(live.email.as_str()) {
+            return Err(GatewayError::NotFound);
+        }
+        let key = SecretKey::of(token.as_bytes());
+        self.cache.invalidate(&key);
+        let removed = self
+            .store
+            .remove(Namespace::ConverseToken, &key)
+            .await
+            .map_err(unavailable)?;
+        if !removed {
+            return Err(GatewayError::NotFound);
+        }
+        self.metrics.token_revoked();
+        Ok(())
+    }
+
+    /// A token that is valid now: from the cache, else from the store (then cached).
+    async fn live_token(&self, token: &str) -> Result<Option<Arc<LiveToken>>, GatewayError> {
+        if parse_token(token).is_none() {
+            return Ok(None);
+        }
+        let key = SecretKey::of(token.as_bytes());
+        let now = now_ms();
+        if let Some(live) = self.cache.get(&key) {
+            self.metrics.observe_cache(CACHE_NAME, true);
+            if live.expires_at_ms.load(Ordering::Acquire) > now {
+                return Ok(Some(live));
+            }
+            self.cache.invalidate(&key);
+            return Ok(None);
+        }
+        self.metrics.observe_cache(CACHE_NAME, false);
+        let Some(record) = self
+            .store
+            .get(Namespace::ConverseToken, &key)
+            .await
+            .map_err(unavailable)?
+        else {
+            return Ok(None);
+        };
+        let Ok(stored) = serde_json::from_slice::<StoredToken>(&record.value) else {
+            warn!(?key, "unreadable token record");
+            return Ok(None);
+        };
+        let expiry = record.expires_at_ms.unwrap_or(NEVER);
+        let live = Arc::new(LiveToken {
+            admin: self.directory.is_admin(&stored.email),
+            email: stored.email,
+            renew_ms: (stored.auto_renew && stored.timeout > 0)
+                .then(|| stored.timeout.saturating_mul(1000)),
+            expires_at_ms: AtomicI64::new(expiry),
+            stored_expires_at_ms: AtomicI64::new(expiry),
+        });
+        self.cache.insert(key, live.clone());
+        Ok(Some(live))
+    }
+
+    /// autoRenew: the expiry moves to now + timeout in memory at once, and to the store only
+    /// when the stored expiry lags by more than the renewal window.
+    fn renew(&self, token: &str, live: &LiveToken) {
+        let Some(step) = live.renew_ms else { return };
+        let expiry = now_ms().saturating_add(step);
+        live.expires_at_ms.fetch_max(expiry, Ordering::AcqRel);
+        let window = (step / 2).min(MAX_RENEW_WINDOW_MS);
+        let stored = live.stored_expires_at_ms.load(Ordering::Acquire);
+        if expiry - stored < window
+            || live
+                .stored_expires_at_ms
+                .compare_exchange(stored, expiry, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+        {
+            return;
+        }
+        let store = self.store.clone();
+        let key = SecretKey::of(token.as_bytes());
+        tokio::spawn(async move {
+            if let Err(error) = store
+                .set_expiry(Namespace::ConverseToken, &key, Some(expiry))
+                .await
+            {
+                warn!(%error, ?key, "could not persist a token renewal");
+            }
+        });
+    }
+}
+
+fn unavailable(error: crate::store::StoreError) -> GatewayError {
+    warn!(%error, "store unavailable");
+    GatewayError::ServiceUnavailable
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_canonical_tokens_parse() {
+        let token = Uuid::new_v4().to_string();
+        assert!(parse_token(&token).is_some());
+        assert!(parse_token(&token.to_uppercase()).is_none());
+        assert!(parse_token(&token.replace('-', "")).is_none());
+        assert!(parse_token(&format!("{{{token}}}")).is_none());
+        assert!(parse_token("not-a-token").is_none());
+    }
+}

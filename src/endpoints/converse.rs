@@ -1,0 +1,160 @@
+//! The Converse token API (seed 001): exact shapes, validation before any hashing.
+
+use super::{EndpointRequest, EndpointResponse};
+use crate::converse::{ConverseService, Lifetime, Login};
+use crate::error::GatewayError;
+use http::StatusCode;
+use serde_json::{Map, Value};
+
+/// `POST {prefix}/verify[?createToken=true]` `{"email","password","timeout","autoRenew"}`.
+pub async fn verify_user(
+    service: &ConverseService,
+    request: EndpointRequest<'_>,
+) -> Result<EndpointResponse, GatewayError> {
+    exact_path(&request, "/verify", service)?;
+    let create_token = create_token_flag(request.query)?;
+    let body = json_object(&request.body)?;
+    let email = string_field(&body, "email")?;
+    let password = string_field(&body, "password")?;
+    let lifetime = lifetime_field(&body, service)?;
+    let auto_renew = match body.get("autoRenew") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(flag)) => *flag,
+        Some(_) => return Err(GatewayError::UnprocessableEntity),
+    };
+    let login = Login {
+        email,
+        password,
+        lifetime,
+        auto_renew,
+        create_token,
+        client_ip: request.client_ip,
+    };
+    Ok(match service.login(login).await? {
+        Some(token) => EndpointResponse {
+            status: StatusCode::OK,
+            body: Some(serde_json::json!({ "token": token.hyphenated().to_string() })),
+        },
+        None => EndpointResponse::empty(StatusCode::OK),
+    })
+}
+
+/// `POST {prefix}/token/verify` `{"token"}`: 200 valid, 403 not (never renews it).
+pub async fn verify_token(
+    service: &ConverseService,
+    request: EndpointRequest<'_>,
+) -> Result<EndpointResponse, GatewayError> {
+    exact_path(&request, "/token/verify", service)?;
+    let body = json_object(&request.body)?;
+    let token = string_field(&body, "token")?;
+    if service.is_valid(token).await? {
+        Ok(EndpointResponse::empty(StatusCode::OK))
+    } else {
+        Err(GatewayError::Forbidden)
+    }
+}
+
+/// `DELETE {prefix}/token/{uuid}`: 200 once deleted, 404 unknown (or not the caller's).
+pub async fn delete_token(
+    service: &ConverseService,
+    request: EndpointRequest<'_>,
+) -> Result<EndpointResponse, GatewayError> {
+    let token_prefix = format!("{}/token/", service.settings().api_prefix);
+    let token = request
+        .path
+        .strip_prefix(&token_prefix)
+        .filter(|token| !token.contains('/'))
+        .ok_or(GatewayError::NotFound)?;
+    service.revoke(token, request.principal).await?;
+    Ok(EndpointResponse::empty(StatusCode::OK))
+}
+
+fn exact_path(
+    request: &EndpointRequest<'_>,
+    suffix: &str,
+    service: &ConverseService,
+) -> Result<(), GatewayError> {
+    let expected = request
+        .path
+        .strip_prefix(service.settings().api_prefix.as_str());
+    if expected == Some(suffix) {
+        Ok(())
+    } else {
+        Err(GatewayError::NotFound)
+    }
+}
+
+/// `createToken=true|false` in the query; anything else is a bad request.
+fn create_token_flag(query: Option<&str>) -> Result<bool, GatewayError> {
+    let mut flag = false;
+    for pair in query.unwrap_or("").split('&') {
+        if let Some(value) = pair.strip_prefix("createToken=") {
+            flag = match value {
+                "true" => true,
+                "false" => false,
+                _ => return Err(GatewayError::BadRequest),
+            };
+        }
+    }
+    Ok(flag)
+}
+
+/// Not JSON is 400; JSON that is not an object is 422.
+fn json_object(body: &[u8]) -> Result<Map<String, Value>, GatewayError> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(object)) => Ok(object),
+        Ok(_) => Err(GatewayError::UnprocessableEntity),
+        Err(_) => Err(GatewayError::BadRequest),
+    }
+}
+
+fn string_field<'a>(body: &'a Map<String, Value>, name: &str) -> Result<&'a str, GatewayError> {
+    body.get(name)
+        .and_then(Value::as_str)
+        .ok_or(GatewayError::UnprocessableEntity)
+}
+
+/// `timeout`: an integer >= 1 (at most `max_timeout_seconds`) or -1; absent means the default.
+/// `0`, `-2`, `1.5`, `"10"` and numbers beyond i64 are 422: they never wrap to "never".
+fn lifetime_field(
+    body: &Map<String, Value>,
+    service: &ConverseService,
+) -> Result<Lifetime, GatewayError> {
+    let settings = service.settings();
+    let seconds = match body.get("timeout") {
+        None | Some(Value::Null) => settings.default_timeout_seconds,
+        Some(Value::Number(number)) => number.as_i64().ok_or(GatewayError::UnprocessableEntity)?,
+        Some(_) => return Err(GatewayError::UnprocessableEntity),
+    };
+    match seconds {
+        -1 if settings.allow_non_expiring => Ok(Lifetime::Never),
+        1.. if seconds <= settings.max_timeout_seconds => Ok(Lifetime::Seconds(seconds)),
+        _ => Err(GatewayError::UnprocessableEntity),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_token_flag_values() {
+        assert_eq!(create_token_flag(None), Ok(false));
+        assert_eq!(create_token_flag(Some("createToken=true")), Ok(true));
+        assert_eq!(create_token_flag(Some("a=1&createToken=false")), Ok(false));
+        assert_eq!(
+            create_token_flag(Some("createToken=yes")),
+            Err(GatewayError::BadRequest)
+        );
+    }
+
+    #[test]
+    fn bodies_must_be_json_objects() {
+        assert_eq!(json_object(b"{").unwrap_err(), GatewayError::BadRequest);
+        assert_eq!(
+            json_object(b"[1]").unwrap_err(),
+            GatewayError::UnprocessableEntity
+        );
+        assert!(json_object(br#"{"email":"a"}"#).is_ok());
+    }
+}
