@@ -18,6 +18,7 @@ pub fn init(format: LogFormat, level: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .with_writer(std::io::stdout);
     let installed = match format {
         LogFormat::Text => builder.try_init(),
@@ -44,6 +45,11 @@ impl AccessLog {
         let method = method_label(&request.method);
         let elapsed = ctx.started.elapsed();
         let route = ctx.route_name();
+        let path = request.uri.path();
+        let path = ctx
+            .route
+            .as_ref()
+            .map_or(path.into(), |matched| matched.loggable_path(path));
         metrics.observe_request(
             if route.is_empty() { "-" } else { route },
             method,
@@ -59,7 +65,7 @@ impl AccessLog {
             request_id = ctx.request_id(),
             route,
             method,
-            path = request.uri.path(),
+            path = %path,
             status,
             code,
             upstream = ctx.route.as_ref().map_or("", |route| route.target.upstream_name()),

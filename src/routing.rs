@@ -167,6 +167,8 @@ pub struct Route {
     pub auth: Vec<AuthKind>,
     pub headers: HeaderPolicy,
     pub max_body_bytes: u64,
+    /// The path below the prefix is a secret (e.g. a token to delete): never log it.
+    pub secret_path_tail: bool,
     /// The `Allow` header for a 405 on this route's (host, prefix).
     allow: HeaderValue,
 }
@@ -192,7 +194,23 @@ impl Route {
             auth,
             headers,
             max_body_bytes,
+            secret_path_tail: false,
             allow: HeaderValue::from_static(""),
+        }
+    }
+
+    /// Marks the path below the prefix as secret (see [`Route::loggable_path`]).
+    pub fn with_secret_path_tail(mut self) -> Self {
+        self.secret_path_tail = true;
+        self
+    }
+
+    /// The request path as it may appear in a log line.
+    pub fn loggable_path<'a>(&self, path: &'a str) -> std::borrow::Cow<'a, str> {
+        if self.secret_path_tail && path.len() > self.path_prefix.len() {
+            std::borrow::Cow::Owned(format!("{}<redacted>", self.path_prefix))
+        } else {
+            std::borrow::Cow::Borrowed(path)
         }
     }
 

@@ -5,7 +5,7 @@
 
 pub mod converse;
 mod env;
-mod raw;
+pub(crate) mod raw;
 pub mod secret;
 mod validate;
 

@@ -356,7 +356,8 @@ fn converse_routes(converse: &ConverseSettings, context: &RouteContext) -> Vec<R
             Method::DELETE,
             EndpointKind::ConverseDeleteToken,
             AuthKind::Converse,
-        ),
+        )
+        .with_secret_path_tail(),
     ]
 }
 

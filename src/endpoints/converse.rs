@@ -1,6 +1,7 @@
 //! The Converse token API (seed 001): exact shapes, validation before any hashing.
 
 use super::{EndpointRequest, EndpointResponse};
+use crate::config::ConverseSettings;
 use crate::converse::{ConverseService, Lifetime, Login};
 use crate::error::GatewayError;
 use http::StatusCode;
@@ -16,7 +17,7 @@ pub async fn verify_user(
     let body = json_object(&request.body)?;
     let email = string_field(&body, "email")?;
     let password = string_field(&body, "password")?;
-    let lifetime = lifetime_field(&body, service)?;
+    let lifetime = lifetime_field(&body, service.settings())?;
     let auto_renew = match body.get("autoRenew") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(flag)) => *flag,
@@ -118,9 +119,8 @@ fn string_field<'a>(body: &'a Map<String, Value>, name: &str) -> Result<&'a str,
 /// `0`, `-2`, `1.5`, `"10"` and numbers beyond i64 are 422: they never wrap to "never".
 fn lifetime_field(
     body: &Map<String, Value>,
-    service: &ConverseService,
+    settings: &ConverseSettings,
 ) -> Result<Lifetime, GatewayError> {
-    let settings = service.settings();
     let seconds = match body.get("timeout") {
         None | Some(Value::Null) => settings.default_timeout_seconds,
         Some(Value::Number(number)) => number.as_i64().ok_or(GatewayError::UnprocessableEntity)?,
@@ -146,6 +146,55 @@ mod tests {
             create_token_flag(Some("createToken=yes")),
             Err(GatewayError::BadRequest)
         );
+    }
+
+    fn settings(allow_non_expiring: bool) -> ConverseSettings {
+        let raw: crate::config::raw::RawConverse = toml::from_str(&format!(
+            "default_timeout_seconds = 60\nmax_timeout_seconds = 3600\nallow_non_expiring = {allow_non_expiring}"
+        ))
+        .unwrap();
+        let mut problems = Vec::new();
+        let settings = crate::config::converse::compile_converse(&raw, &mut problems);
+        assert!(problems.is_empty(), "{problems:?}");
+        settings
+    }
+
+    fn lifetime(json: &str, allow_non_expiring: bool) -> Result<Lifetime, GatewayError> {
+        lifetime_field(
+            &json_object(json.as_bytes()).unwrap(),
+            &settings(allow_non_expiring),
+        )
+    }
+
+    #[test]
+    fn timeouts() {
+        assert_eq!(lifetime("{}", true), Ok(Lifetime::Seconds(60)));
+        assert_eq!(lifetime(r#"{"timeout":1}"#, true), Ok(Lifetime::Seconds(1)));
+        assert_eq!(
+            lifetime(r#"{"timeout":3600}"#, true),
+            Ok(Lifetime::Seconds(3600))
+        );
+        assert_eq!(lifetime(r#"{"timeout":-1}"#, true), Ok(Lifetime::Never));
+        assert_eq!(
+            lifetime(r#"{"timeout":-1}"#, false),
+            Err(GatewayError::UnprocessableEntity)
+        );
+        for bad in [
+            "0",
+            "-2",
+            "1.5",
+            "\"10\"",
+            "9223372036854775808",
+            "3601",
+            "true",
+            "-9223372036854775808",
+        ] {
+            assert_eq!(
+                lifetime(&format!(r#"{{"timeout":{bad}}}"#), true),
+                Err(GatewayError::UnprocessableEntity),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

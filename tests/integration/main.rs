@@ -3,6 +3,7 @@
 mod support;
 
 mod check_config;
+mod converse;
 mod errors;
 mod forwarding;
 mod observability;

@@ -1,6 +1,7 @@
 //! Test helpers: a real upstream, a real keyway process, raw HTTP, envelope checks.
 
 pub mod backend;
+pub mod converse;
 pub mod keyway;
 pub mod pki;
 pub mod raw_http;

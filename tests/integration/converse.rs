@@ -1,0 +1,630 @@
+//! Converse user tokens (seed 001) against the running binary and a real SQLite file.
+
+use crate::support::converse::{ADMIN, PASSWORD, USER, config, get_with, login, token_for};
+use crate::support::{Backend, Keyway, envelope};
+use reqwest::blocking::Client;
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+fn start(converse_extra: &str) -> (Backend, Keyway, tempfile::TempDir) {
+    let backend = Backend::start();
+    let dir = tempfile::tempdir().unwrap();
+    let keyway = Keyway::start(
+        &config(
+            backend.address,
+            &dir.path().join("keyway.db"),
+            converse_extra,
+        ),
+        &[],
+    );
+    (backend, keyway, dir)
+}
+
+#[test]
+fn the_seed_flow_end_to_end() {
+    let (backend, keyway, _dir) = start("");
+    let client = Client::new();
+    let token = token_for(&client, &keyway, USER, 600, false);
+    assert!(uuid::Uuid::parse_str(&token).is_ok());
+
+    let used = get_with(&client, &keyway, "/api/chat/history", &token);
+    assert_eq!(used.status(), 200);
+    let seen = backend.only("/api/chat/history");
+    assert_eq!(seen.values("x-auth-email"), vec![USER]);
+    assert_eq!(seen.values("x-auth-admin"), vec!["false"]);
+    assert!(
+        seen.values("x-converse-token").is_empty(),
+        "the token never goes upstream"
+    );
+
+    let other = token_for(&client, &keyway, USER, 600, false);
+    let verify = |candidate: &str| {
+        client
+            .post(keyway.url("/api/user/token/verify"))
+            .header("X-CONVERSE-TOKEN", &token)
+            .json(&json!({ "token": candidate }))
+            .send()
+            .unwrap()
+    };
+    let valid = verify(&other);
+    assert_eq!(valid.status(), 200);
+    assert!(valid.bytes().unwrap().is_empty(), "no data on success");
+    let bogus = verify(&uuid::Uuid::new_v4().to_string());
+    assert_eq!(bogus.status(), 403);
+    assert_eq!(envelope(&bogus.bytes().unwrap()).1, "403-01");
+
+    let deleted = client
+        .delete(keyway.url(&format!("/api/user/token/{other}")))
+        .header("X-CONVERSE-TOKEN", &token)
+        .send()
+        .unwrap();
+    assert_eq!(deleted.status(), 200);
+    assert_eq!(
+        get_with(&client, &keyway, "/api/chat/again", &other).status(),
+        401
+    );
+    let twice = client
+        .delete(keyway.url(&format!("/api/user/token/{other}")))
+        .header("X-CONVERSE-TOKEN", &token)
+        .send()
+        .unwrap();
+    assert_eq!(twice.status(), 404);
+
+    let plain = client
+        .post(keyway.url("/api/user/verify"))
+        .json(&json!({"email": USER, "password": PASSWORD}))
+        .send()
+        .unwrap();
+    assert_eq!(plain.status(), 200);
+    assert!(
+        plain.bytes().unwrap().is_empty(),
+        "verify without createToken issues nothing"
+    );
+}
+
+#[test]
+fn only_owners_and_admins_delete_tokens() {
+    let (_backend, keyway, _dir) = start("");
+    let client = Client::new();
+    let (mine, theirs, admin) = (
+        token_for(&client, &keyway, USER, 600, false),
+        token_for(&client, &keyway, ADMIN, 600, false),
+        token_for(&client, &keyway, ADMIN, 600, false),
+    );
+    let delete = |target: &str, caller: &str| {
+        let url = keyway.url(&format!("/api/user/token/{target}"));
+        client
+            .delete(url)
+            .header("X-CONVERSE-TOKEN", caller)
+            .send()
+            .unwrap()
+            .status()
+    };
+    assert_eq!(
+        delete(&theirs, &mine),
+        404,
+        "another user's token is not found to a non-admin"
+    );
+    assert_eq!(delete(&mine, &admin), 200, "an admin deletes any token");
+    assert_eq!(delete(&theirs, &admin), 200);
+}
+
+#[test]
+fn lifetimes_and_invalid_timeouts() {
+    let (_backend, keyway, _dir) = start("max_timeout_seconds = 86400");
+    let client = Client::new();
+    let short = token_for(&client, &keyway, USER, 1, false);
+    let renewing = token_for(&client, &keyway, USER, 2, true);
+    let forever = token_for(&client, &keyway, USER, -1, false);
+    assert_eq!(
+        get_with(&client, &keyway, "/api/chat/a", &short).status(),
+        200
+    );
+
+    // autoRenew: used every 0.5 s for 3 s, well past its 2 s timeout.
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(3) {
+        assert_eq!(
+            get_with(&client, &keyway, "/api/chat/b", &renewing).status(),
+            200
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(
+        get_with(&client, &keyway, "/api/chat/c", &short).status(),
+        401,
+        "timeout 1 expired"
+    );
+    assert_eq!(
+        get_with(&client, &keyway, "/api/chat/d", &forever).status(),
+        200,
+        "-1 never expires"
+    );
+    std::thread::sleep(Duration::from_millis(2300));
+    assert_eq!(
+        get_with(&client, &keyway, "/api/chat/e", &renewing).status(),
+        401,
+        "unused, it expires"
+    );
+
+    for timeout in [
+        json!(0),
+        json!(-2),
+        json!(1.5),
+        json!("10"),
+        json!(9223372036854775808u64),
+        json!(86401),
+    ] {
+        let body = json!({"email": USER, "password": PASSWORD, "timeout": timeout});
+        let response = login(&client, &keyway, &body);
+        assert_eq!(response.status(), 422, "timeout {timeout}");
+        assert_eq!(envelope(&response.bytes().unwrap()).1, "422-01");
+    }
+    for body in [
+        json!({"password": PASSWORD}),
+        json!({"email": USER, "password": 5}),
+        json!({"email": USER, "password": PASSWORD, "autoRenew": "yes"}),
+    ] {
+        assert_eq!(login(&client, &keyway, &body).status(), 422, "{body}");
+    }
+    let not_json = client
+        .post(keyway.url("/api/user/verify?createToken=true"))
+        .body("{")
+        .send()
+        .unwrap();
+    assert_eq!(not_json.status(), 400);
+}
+
+#[test]
+fn non_expiring_tokens_can_be_refused() {
+    let (_backend, keyway, _dir) = start("allow_non_expiring = false");
+    let body = json!({"email": USER, "password": PASSWORD, "timeout": -1});
+    assert_eq!(login(&Client::new(), &keyway, &body).status(), 422);
+}
+
+/// Status and body with the request id blanked, for byte comparison.
+fn denial(keyway: &Keyway, token: Option<&str>) -> (u16, String) {
+    let mut request = Client::new().get(keyway.url("/api/chat/x"));
+    if let Some(token) = token {
+        request = request.header("X-CONVERSE-TOKEN", token);
+    }
+    let response = request.send().unwrap();
+    let status = response.status().as_u16();
+    let request_id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let body = response.text().unwrap();
+    assert!(body.contains(&request_id));
+    (status, body.replace(&request_id, "RID"))
+}
+
+#[test]
+fn denials_do_not_tell_unknown_expired_and_deleted_apart() {
+    let (backend, keyway, _dir) = start("");
+    let client = Client::new();
+    let caller = token_for(&client, &keyway, USER, 600, false);
+    let expired = token_for(&client, &keyway, USER, 1, false);
+    let deleted = token_for(&client, &keyway, USER, 600, false);
+    let url = keyway.url(&format!("/api/user/token/{deleted}"));
+    assert_eq!(
+        client
+            .delete(url)
+            .header("X-CONVERSE-TOKEN", &caller)
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
+    std::thread::sleep(Duration::from_millis(1100));
+
+    let missing = denial(&keyway, None);
+    let malformed = denial(&keyway, Some("not-a-uuid"));
+    let unknown = denial(&keyway, Some(&uuid::Uuid::new_v4().to_string()));
+    let expired = denial(&keyway, Some(&expired));
+    let deleted = denial(&keyway, Some(&deleted));
+    for (status, body) in [&missing, &malformed, &unknown, &expired, &deleted] {
+        assert_eq!(*status, 401);
+        assert_eq!(
+            body,
+            r#"{"error":{"requestId":"RID","code":"401-01","message":"Unauthorized"}}"#
+        );
+    }
+    assert_eq!(unknown, expired);
+    assert_eq!(expired, deleted);
+
+    let two = client
+        .get(keyway.url("/api/chat/x"))
+        .header("X-CONVERSE-TOKEN", &caller)
+        .header("X_CONVERSE_TOKEN", uuid::Uuid::new_v4().to_string())
+        .send()
+        .unwrap();
+    assert_eq!(two.status(), 401, "two token headers");
+    assert!(
+        backend.received().is_empty(),
+        "no denied request reached the upstream"
+    );
+}
+
+#[test]
+fn wrong_password_and_unknown_email_look_alike() {
+    let (_backend, keyway, _dir) = start("");
+    let client = Client::new();
+    let attempt = |email: &str| {
+        let response = login(
+            &client,
+            &keyway,
+            &json!({"email": email, "password": "wrong"}),
+        );
+        let request_id = response.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        (
+            response.status().as_u16(),
+            response.text().unwrap().replace(&request_id, "RID"),
+        )
+    };
+    let wrong_password = attempt(USER);
+    let unknown_email = attempt("nobody@example.com");
+    assert_eq!(wrong_password.0, 401);
+    assert_eq!(wrong_password, unknown_email);
+}
+
+#[test]
+fn database_holds_neither_raw_tokens_nor_passwords() {
+    let (_backend, keyway, dir) = start("");
+    let client = Client::new();
+    let tokens: Vec<String> = (0..5)
+        .map(|_| token_for(&client, &keyway, USER, -1, false))
+        .collect();
+    let mut bytes = Vec::new();
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        bytes.extend(std::fs::read(entry.unwrap().path()).unwrap());
+    }
+    assert!(bytes.len() > 1000, "the database was written");
+    let contains = |needle: &[u8]| bytes.windows(needle.len()).any(|window| window == needle);
+    for token in &tokens {
+        let uuid = uuid::Uuid::parse_str(token).unwrap();
+        assert!(!contains(token.as_bytes()), "raw token in the database");
+        assert!(
+            !contains(uuid.as_bytes()),
+            "raw token bytes in the database"
+        );
+        assert!(!contains(uuid.simple().to_string().as_bytes()));
+    }
+    assert!(!contains(PASSWORD.as_bytes()), "password in the database");
+    assert!(contains(USER.as_bytes()), "sanity: the records are there");
+}
+
+#[test]
+fn brute_force_is_locked_out_and_big_bodies_are_refused_fast() {
+    let (_backend, keyway, _dir) =
+        start("[converse.lockout]\nmax_failures = 3\nbase_seconds = 1\nmax_seconds = 4");
+    let client = Client::new();
+    let wrong = json!({"email": USER, "password": "guess"});
+    for _ in 0..3 {
+        assert_eq!(login(&client, &keyway, &wrong).status(), 401);
+    }
+    let locked = login(&client, &keyway, &wrong);
+    assert_eq!(locked.status(), 429);
+    let retry_after: u64 = locked.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=4).contains(&retry_after), "{retry_after}");
+    assert_eq!(envelope(&locked.bytes().unwrap()).1, "429-01");
+    let right = json!({"email": USER, "password": PASSWORD});
+    assert_eq!(
+        login(&client, &keyway, &right).status(),
+        429,
+        "even the owner waits out the lock"
+    );
+    std::thread::sleep(Duration::from_secs(retry_after) + Duration::from_millis(100));
+    assert_eq!(
+        login(&client, &keyway, &right).status(),
+        200,
+        "the owner gets in after the back-off"
+    );
+    assert_eq!(
+        login(&client, &keyway, &wrong).status(),
+        401,
+        "success reset the counter"
+    );
+
+    let huge = vec![b' '; 1024 * 1024];
+    let started = Instant::now();
+    let response = client
+        .post(keyway.url("/api/user/verify?createToken=true"))
+        .header("content-type", "application/json")
+        .body(huge)
+        .send();
+    let elapsed = started.elapsed();
+    // The answer comes before the body is read; the client may see it or a reset.
+    if let Ok(response) = response {
+        assert_eq!(response.status(), 413);
+    }
+    assert!(elapsed < Duration::from_secs(1), "413 took {elapsed:?}");
+}
+
+fn metric(keyway: &Keyway, series: &str) -> f64 {
+    let text = reqwest::blocking::get(keyway.admin_url("/metrics"))
+        .unwrap()
+        .text()
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn cache_hits_skip_the_store_and_delete_is_immediate() {
+    let (_backend, keyway, _dir) = start("");
+    let client = Client::new();
+    let caller = token_for(&client, &keyway, USER, 600, false);
+    let token = token_for(&client, &keyway, USER, 600, false);
+    let reads = r#"keyway_store_operations_total{op="get"}"#;
+    let before = metric(&keyway, reads);
+    for _ in 0..5 {
+        assert_eq!(
+            get_with(&client, &keyway, "/api/chat/x", &token).status(),
+            200
+        );
+    }
+    assert_eq!(
+        metric(&keyway, reads) - before,
+        1.0,
+        "one store read, then cache hits"
+    );
+    assert!(
+        metric(
+            &keyway,
+            r#"keyway_cache_requests_total{cache="converse_token",result="hit"}"#
+        ) >= 4.0
+    );
+
+    let url = keyway.url(&format!("/api/user/token/{token}"));
+    assert_eq!(
+        client
+            .delete(url)
+            .header("X-CONVERSE-TOKEN", &caller)
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        get_with(&client, &keyway, "/api/chat/x", &token).status(),
+        401,
+        "revoked on the very next request"
+    );
+    assert_eq!(metric(&keyway, "keyway_tokens_revoked_total"), 1.0);
+    assert_eq!(metric(&keyway, "keyway_tokens_issued_total"), 2.0);
+}
+
+#[test]
+fn acknowledged_tokens_survive_kill_9() {
+    use std::sync::{Arc, Mutex};
+    let backend = Backend::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(backend.address, &dir.path().join("keyway.db"), "");
+    let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
+    for round in 0..10 {
+        let mut keyway = Keyway::start(&config, &[]);
+        let url = keyway.url("/api/user/verify?createToken=true");
+        let sink = acknowledged.clone();
+        // Creates tokens until the process dies under it; keeps only those answered 200.
+        let creator = std::thread::spawn(move || {
+            let client = Client::new();
+            let body = json!({"email": USER, "password": PASSWORD, "timeout": -1});
+            for _ in 0..500 {
+                let Ok(response) = client.post(&url).json(&body).send() else {
+                    return;
+                };
+                if response.status() != 200 {
+                    return;
+                }
+                let Ok(answer) = response.json::<serde_json::Value>() else {
+                    return;
+                };
+                sink.lock()
+                    .unwrap()
+                    .push(answer["token"].as_str().unwrap().to_owned());
+            }
+        });
+        std::thread::sleep(Duration::from_millis(150 + 40 * round));
+        keyway.signal("KILL");
+        keyway.wait_exit(Duration::from_secs(10));
+        creator.join().unwrap();
+    }
+    let tokens = acknowledged.lock().unwrap().clone();
+    assert!(
+        tokens.len() >= 10,
+        "only {} tokens were created",
+        tokens.len()
+    );
+    let keyway = Keyway::start(&config, &[]);
+    let client = Client::new();
+    let caller = &tokens[0];
+    for token in &tokens {
+        let verified = client
+            .post(keyway.url("/api/user/token/verify"))
+            .header("X-CONVERSE-TOKEN", caller)
+            .json(&json!({ "token": token }))
+            .send()
+            .unwrap();
+        assert_eq!(
+            verified.status(),
+            200,
+            "token {token} was acknowledged but lost"
+        );
+    }
+}
+
+#[test]
+fn an_upstream_directory_decides_and_its_failure_is_503() {
+    let backend = Backend::start();
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("keyway.db");
+    let with_directory = |url: String| {
+        let routes = format!(
+            r#"
+[store]
+path = "{store}"
+[converse]
+directory = "upstream"
+directory_url = "{url}"
+directory_timeout_ms = 500
+"#,
+            store = store.display()
+        );
+        Keyway::start(
+            &crate::support::config(
+                backend.address,
+                &format!("{routes}{}", crate::support::API_ROUTE),
+            ),
+            &[],
+        )
+    };
+    let body = json!({"email": "someone@corp.example", "password": "their-password"});
+    let accepting = with_directory(format!("http://{}/directory/ok", backend.address));
+    assert_eq!(login(&Client::new(), &accepting, &body).status(), 200);
+    let login_call = backend.only("/directory/ok");
+    assert_eq!(login_call.method, "POST");
+    drop(accepting);
+
+    let refusing = with_directory(format!(
+        "http://{}/directory/status/401/plain",
+        backend.address
+    ));
+    assert_eq!(login(&Client::new(), &refusing, &body).status(), 401);
+    drop(refusing);
+
+    let failing = with_directory(format!(
+        "http://{}/directory/status/500/plain",
+        backend.address
+    ));
+    let response = login(&Client::new(), &failing, &body);
+    assert_eq!(
+        response.status(),
+        503,
+        "a failing directory is never 'valid'"
+    );
+    assert_eq!(envelope(&response.bytes().unwrap()).1, "503-01");
+    drop(failing);
+
+    let unreachable = with_directory(format!(
+        "http://{}/directory",
+        crate::support::closed_port()
+    ));
+    assert_eq!(login(&Client::new(), &unreachable, &body).status(), 503);
+}
+
+#[test]
+fn the_shipped_config_serves_the_readme_flow() {
+    let shipped =
+        std::fs::read_to_string(crate::support::keyway::repository_file("config.toml")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let demo = Backend::start();
+    let config = shipped
+        .replace("127.0.0.1:8080", "127.0.0.1:0")
+        .replace("127.0.0.1:9090", "127.0.0.1:0")
+        .replace("127.0.0.1:9000", &demo.address.to_string())
+        .replace(
+            "data/keyway.db",
+            &dir.path().join("keyway.db").display().to_string(),
+        );
+    let keyway = Keyway::start(
+        &config,
+        &[("ASAPP_API_ID", "id"), ("ASAPP_API_SECRET", "secret")],
+    );
+    let client = Client::new();
+    // The README's curl examples, as HTTP calls.
+    let token = token_for(&client, &keyway, ADMIN, 600, false);
+    let chat = client
+        .post(keyway.url("/conversation/v1/conversations/c1/authenticate"))
+        .header("X-CONVERSE-TOKEN", &token)
+        .json(&json!({"customerExternalId": "customer-xyz", "auth": {"token": "cGFzc3dvcmQ="}}))
+        .send()
+        .unwrap();
+    assert_eq!(chat.status(), 200);
+    let seen = demo.only("/conversation/v1/conversations/c1/authenticate");
+    assert_eq!(seen.values("asapp-api-secret"), vec!["secret"]);
+    assert_eq!(seen.values("x-auth-email"), vec![ADMIN]);
+    let verify = client
+        .post(keyway.url("/api/user/token/verify"))
+        .header("X-CONVERSE-TOKEN", &token)
+        .json(&json!({ "token": token }))
+        .send()
+        .unwrap();
+    assert_eq!(verify.status(), 200);
+    let delete = client
+        .delete(keyway.url(&format!("/api/user/token/{token}")))
+        .header("X-CONVERSE-TOKEN", &token)
+        .send()
+        .unwrap();
+    assert_eq!(delete.status(), 200);
+}
+
+#[test]
+fn expired_tokens_are_purged_from_the_database() {
+    let (_backend, keyway, dir) = start("purge_interval_seconds = 1");
+    let client = Client::new();
+    token_for(&client, &keyway, USER, 1, false);
+    token_for(&client, &keyway, USER, 600, false);
+    let database = rusqlite::Connection::open(dir.path().join("keyway.db")).unwrap();
+    let rows = || -> i64 {
+        database
+            .query_row("SELECT COUNT(*) FROM records", [], |row| row.get(0))
+            .unwrap()
+    };
+    assert_eq!(rows(), 2);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while rows() != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the expired token was never purged"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn tokens_and_passwords_never_reach_the_log() {
+    let (_backend, keyway, _dir) = start("");
+    let client = Client::new();
+    let token = token_for(&client, &keyway, USER, 600, true);
+    assert_eq!(
+        get_with(&client, &keyway, "/api/chat/x", &token).status(),
+        200
+    );
+    let wrong = login(
+        &client,
+        &keyway,
+        &json!({"email": USER, "password": "not-the-password-9f2"}),
+    );
+    assert_eq!(wrong.status(), 401);
+    let url = keyway.url(&format!("/api/user/token/{token}"));
+    assert_eq!(
+        client
+            .delete(url)
+            .header("X-CONVERSE-TOKEN", &token)
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let logs = keyway.logs();
+    assert!(
+        logs.contains("converse.token.delete"),
+        "the delete was logged:\n{logs}"
+    );
+    for secret in [token.as_str(), PASSWORD, "not-the-password-9f2"] {
+        assert!(
+            !logs.contains(secret),
+            "{secret} leaked into the log:\n{logs}"
+        );
+    }
+}
