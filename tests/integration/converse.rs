@@ -1,6 +1,8 @@
 //! Converse user tokens (seed 001) against the running binary and a real SQLite file.
 
-use crate::support::converse::{ADMIN, PASSWORD, USER, config, get_with, login, token_for};
+use crate::support::converse::{
+    ADMIN, PASSWORD, USER, config, delete_token, get_with, login, token_for, verify_token,
+};
 use crate::support::{Backend, Keyway, envelope};
 use reqwest::blocking::Client;
 use serde_json::json;
@@ -38,14 +40,7 @@ fn the_seed_flow_end_to_end() {
     );
 
     let other = token_for(&client, &keyway, USER, 600, false);
-    let verify = |candidate: &str| {
-        client
-            .post(keyway.url("/api/user/token/verify"))
-            .header("X-CONVERSE-TOKEN", &token)
-            .json(&json!({ "token": candidate }))
-            .send()
-            .unwrap()
-    };
+    let verify = |candidate: &str| verify_token(&client, &keyway, candidate, &token);
     let valid = verify(&other);
     assert_eq!(valid.status(), 200);
     assert!(valid.bytes().unwrap().is_empty(), "no data on success");
@@ -53,21 +48,13 @@ fn the_seed_flow_end_to_end() {
     assert_eq!(bogus.status(), 403);
     assert_eq!(envelope(&bogus.bytes().unwrap()).1, "403-01");
 
-    let deleted = client
-        .delete(keyway.url(&format!("/api/user/token/{other}")))
-        .header("X-CONVERSE-TOKEN", &token)
-        .send()
-        .unwrap();
+    let deleted = delete_token(&client, &keyway, &other, &token);
     assert_eq!(deleted.status(), 200);
     assert_eq!(
         get_with(&client, &keyway, "/api/chat/again", &other).status(),
         401
     );
-    let twice = client
-        .delete(keyway.url(&format!("/api/user/token/{other}")))
-        .header("X-CONVERSE-TOKEN", &token)
-        .send()
-        .unwrap();
+    let twice = delete_token(&client, &keyway, &other, &token);
     assert_eq!(twice.status(), 404);
 
     let plain = client
@@ -91,15 +78,8 @@ fn only_owners_and_admins_delete_tokens() {
         token_for(&client, &keyway, ADMIN, 600, false),
         token_for(&client, &keyway, ADMIN, 600, false),
     );
-    let delete = |target: &str, caller: &str| {
-        let url = keyway.url(&format!("/api/user/token/{target}"));
-        client
-            .delete(url)
-            .header("X-CONVERSE-TOKEN", caller)
-            .send()
-            .unwrap()
-            .status()
-    };
+    let delete =
+        |target: &str, caller: &str| delete_token(&client, &keyway, target, caller).status();
     assert_eq!(
         delete(&theirs, &mine),
         404,
@@ -206,14 +186,8 @@ fn denials_do_not_tell_unknown_expired_and_deleted_apart() {
     let caller = token_for(&client, &keyway, USER, 600, false);
     let expired = token_for(&client, &keyway, USER, 1, false);
     let deleted = token_for(&client, &keyway, USER, 600, false);
-    let url = keyway.url(&format!("/api/user/token/{deleted}"));
     assert_eq!(
-        client
-            .delete(url)
-            .header("X-CONVERSE-TOKEN", &caller)
-            .send()
-            .unwrap()
-            .status(),
+        delete_token(&client, &keyway, &deleted, &caller).status(),
         200
     );
     std::thread::sleep(Duration::from_millis(1100));
@@ -384,14 +358,8 @@ fn cache_hits_skip_the_store_and_delete_is_immediate() {
         ) >= 4.0
     );
 
-    let url = keyway.url(&format!("/api/user/token/{token}"));
     assert_eq!(
-        client
-            .delete(url)
-            .header("X-CONVERSE-TOKEN", &caller)
-            .send()
-            .unwrap()
-            .status(),
+        delete_token(&client, &keyway, &token, &caller).status(),
         200
     );
     assert_eq!(
@@ -448,12 +416,7 @@ fn acknowledged_tokens_survive_kill_9() {
     let client = Client::new();
     let caller = &tokens[0];
     for token in &tokens {
-        let verified = client
-            .post(keyway.url("/api/user/token/verify"))
-            .header("X-CONVERSE-TOKEN", caller)
-            .json(&json!({ "token": token }))
-            .send()
-            .unwrap();
+        let verified = verify_token(&client, &keyway, token, caller);
         assert_eq!(
             verified.status(),
             200,
@@ -552,18 +515,9 @@ fn the_shipped_config_serves_the_readme_flow() {
     let seen = demo.only("/conversation/v1/conversations/c1/authenticate");
     assert_eq!(seen.values("asapp-api-secret"), vec!["secret"]);
     assert_eq!(seen.values("x-auth-email"), vec![ADMIN]);
-    let verify = client
-        .post(keyway.url("/api/user/token/verify"))
-        .header("X-CONVERSE-TOKEN", &token)
-        .json(&json!({ "token": token }))
-        .send()
-        .unwrap();
+    let verify = verify_token(&client, &keyway, &token, &token);
     assert_eq!(verify.status(), 200);
-    let delete = client
-        .delete(keyway.url(&format!("/api/user/token/{token}")))
-        .header("X-CONVERSE-TOKEN", &token)
-        .send()
-        .unwrap();
+    let delete = delete_token(&client, &keyway, &token, &token);
     assert_eq!(delete.status(), 200);
 }
 
@@ -605,16 +559,7 @@ fn tokens_and_passwords_never_reach_the_log() {
         &json!({"email": USER, "password": "not-the-password-9f2"}),
     );
     assert_eq!(wrong.status(), 401);
-    let url = keyway.url(&format!("/api/user/token/{token}"));
-    assert_eq!(
-        client
-            .delete(url)
-            .header("X-CONVERSE-TOKEN", &token)
-            .send()
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(delete_token(&client, &keyway, &token, &token).status(), 200);
     std::thread::sleep(Duration::from_millis(300));
     let logs = keyway.logs();
     assert!(

@@ -99,3 +99,23 @@ pub fn get_with(client: &Client, keyway: &Keyway, path: &str, token: &str) -> Re
         .send()
         .unwrap()
 }
+
+/// `DELETE /api/user/token/{target}` as `caller`.
+pub fn delete_token(client: &Client, keyway: &Keyway, target: &str, caller: &str) -> Response {
+    let url = keyway.url(&format!("/api/user/token/{target}"));
+    client
+        .delete(url)
+        .header("X-CONVERSE-TOKEN", caller)
+        .send()
+        .unwrap()
+}
+
+/// `POST /api/user/token/verify {"token": candidate}` as `caller`.
+pub fn verify_token(client: &Client, keyway: &Keyway, candidate: &str, caller: &str) -> Response {
+    client
+        .post(keyway.url("/api/user/token/verify"))
+        .header("X-CONVERSE-TOKEN", caller)
+        .json(&serde_json::json!({ "token": candidate }))
+        .send()
+        .unwrap()
+}
