@@ -4,6 +4,7 @@ use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::Semaphore;
 
 /// OWASP's argon2id minimum: 19 MiB, 2 passes, 1 lane.
@@ -46,6 +47,8 @@ pub fn check_phc(phc: &str) -> Result<(), String> {
 pub struct PasswordChecker {
     permits: Semaphore,
     dummy: Arc<str>,
+    /// argon2 verifications run, known account or not.
+    verifications: AtomicU64,
 }
 
 impl PasswordChecker {
@@ -53,6 +56,7 @@ impl PasswordChecker {
         PasswordChecker {
             permits: Semaphore::new(permits),
             dummy: hash_password("keyway dummy password, never valid").into(),
+            verifications: AtomicU64::new(0),
         }
     }
 
@@ -64,6 +68,7 @@ impl PasswordChecker {
         let known = phc.is_some();
         let phc: Arc<str> = phc.map_or_else(|| self.dummy.clone(), Arc::from);
         let password = password.to_owned();
+        self.verifications.fetch_add(1, Ordering::Relaxed);
         let matched = tokio::task::spawn_blocking(move || {
             PasswordHash::new(&phc).is_ok_and(|parsed| {
                 hasher()
@@ -74,6 +79,11 @@ impl PasswordChecker {
         .await
         .unwrap_or(false);
         known && matched
+    }
+
+    /// How many argon2 verifications have run.
+    pub fn verifications(&self) -> u64 {
+        self.verifications.load(Ordering::Relaxed)
     }
 }
 
@@ -91,10 +101,16 @@ mod tests {
         let checker = PasswordChecker::new(1);
         assert!(checker.verify("password1", Some(&phc)).await);
         assert!(!checker.verify("password2", Some(&phc)).await);
+        assert_eq!(checker.verifications(), 2);
         assert!(
             !checker
                 .verify("keyway dummy password, never valid", None)
                 .await
+        );
+        assert_eq!(
+            checker.verifications(),
+            3,
+            "an unknown account costs a full verification"
         );
     }
 }

@@ -95,6 +95,7 @@ fn lifetimes_and_invalid_timeouts() {
     let client = Client::new();
     let short = token_for(&client, &keyway, USER, 1, false);
     let renewing = token_for(&client, &keyway, USER, 2, true);
+    let only_verified = token_for(&client, &keyway, USER, 2, true);
     let forever = token_for(&client, &keyway, USER, -1, false);
     assert_eq!(
         get_with(&client, &keyway, "/api/chat/a", &short).status(),
@@ -108,6 +109,11 @@ fn lifetimes_and_invalid_timeouts() {
             get_with(&client, &keyway, "/api/chat/b", &renewing).status(),
             200
         );
+        // token/verify checks a token without renewing it: called all along, it still expires.
+        let checked = verify_token(&client, &keyway, &only_verified, &renewing).status();
+        if started.elapsed() < Duration::from_millis(1500) {
+            assert_eq!(checked, 200);
+        }
         std::thread::sleep(Duration::from_millis(500));
     }
     assert_eq!(
@@ -119,6 +125,11 @@ fn lifetimes_and_invalid_timeouts() {
         get_with(&client, &keyway, "/api/chat/d", &forever).status(),
         200,
         "-1 never expires"
+    );
+    assert_eq!(
+        verify_token(&client, &keyway, &only_verified, &renewing).status(),
+        403,
+        "verifying did not keep it alive"
     );
     std::thread::sleep(Duration::from_millis(2300));
     assert_eq!(
@@ -337,9 +348,24 @@ fn cache_hits_skip_the_store_and_delete_is_immediate() {
     let (_backend, keyway, _dir) = start("");
     let client = Client::new();
     let caller = token_for(&client, &keyway, USER, 600, false);
-    let token = token_for(&client, &keyway, USER, 600, false);
+    let token = token_for(&client, &keyway, USER, 600, true);
     let reads = r#"keyway_store_operations_total{op="get"}"#;
     let before = metric(&keyway, reads);
+    for malformed in [
+        "not-a-uuid",
+        "00000000-0000-0000-0000-00000000000G",
+        &token.to_uppercase(),
+    ] {
+        assert_eq!(
+            get_with(&client, &keyway, "/api/chat/x", malformed).status(),
+            401
+        );
+    }
+    assert_eq!(
+        metric(&keyway, reads),
+        before,
+        "malformed tokens never reach the store"
+    );
     for _ in 0..5 {
         assert_eq!(
             get_with(&client, &keyway, "/api/chat/x", &token).status(),
@@ -350,6 +376,11 @@ fn cache_hits_skip_the_store_and_delete_is_immediate() {
         metric(&keyway, reads) - before,
         1.0,
         "one store read, then cache hits"
+    );
+    assert_eq!(
+        metric(&keyway, r#"keyway_store_operations_total{op="set_expiry"}"#),
+        0.0,
+        "autoRenew on a 600 s token is coalesced: no write per use"
     );
     assert!(
         metric(
