@@ -10,3 +10,4 @@ mod observability;
 mod path_tricks;
 mod shutdown;
 mod tls;
+mod wycheproof;

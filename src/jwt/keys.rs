@@ -1,0 +1,277 @@
+//! Verification keys from a JWK set, filtered to what a provider may use.
+//!
+//! Ignored (never an error for the whole set): `use = "enc"`, `key_ops` without `verify`,
+//! RSA moduli under 2048 bits, `oct` keys (HMAC secrets never come from a JWKS), curves
+//! jsonwebtoken cannot verify, and any key whose `alg` is outside the provider's allow-list.
+
+use jsonwebtoken::{Algorithm, DecodingKey};
+use serde_json::Value;
+use std::str::FromStr;
+
+const MIN_RSA_BITS: usize = 2048;
+
+/// One usable key and the algorithms it may verify.
+pub struct VerificationKey {
+    pub kid: Option<String>,
+    pub algorithms: Vec<Algorithm>,
+    pub key: DecodingKey,
+}
+
+/// The keys of one provider.
+#[derive(Default)]
+pub struct KeySet {
+    keys: Vec<VerificationKey>,
+}
+
+/// The result of looking a token's key up.
+pub enum KeyLookup<'a> {
+    Found(&'a VerificationKey),
+    /// A `kid` this set does not have: the provider may have rotated.
+    UnknownKid,
+    /// No key may verify this token (wrong alg for the key, or no kid among several keys).
+    NoMatch,
+}
+
+impl KeySet {
+    /// Parses a JWK set document; fails on garbage or when no key is usable.
+    pub fn from_jwks(document: &[u8], allowed: &[Algorithm]) -> Result<KeySet, String> {
+        let value: Value = serde_json::from_slice(document).map_err(|_| "not JSON".to_owned())?;
+        let entries = value
+            .get("keys")
+            .and_then(Value::as_array)
+            .ok_or_else(|| "no \"keys\" array".to_owned())?;
+        let keys: Vec<VerificationKey> = entries
+            .iter()
+            .filter_map(|jwk| usable_key(jwk, allowed))
+            .collect();
+        if keys.is_empty() {
+            return Err(format!("none of {} keys is usable", entries.len()));
+        }
+        Ok(KeySet { keys })
+    }
+
+    /// A single HMAC secret (configured explicitly, never fetched).
+    pub fn from_secret(secret: &[u8], allowed: &[Algorithm]) -> KeySet {
+        KeySet {
+            keys: vec![VerificationKey {
+                kid: None,
+                algorithms: allowed.to_vec(),
+                key: DecodingKey::from_secret(secret),
+            }],
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Finds the key for a token. A set whose keys carry no `kid` (a configured secret, a
+    /// kid-less JWKS) ignores the token's `kid` and needs exactly one candidate for the `alg`.
+    pub fn lookup(&self, kid: Option<&str>, algorithm: Algorithm) -> KeyLookup<'_> {
+        let kid = kid.filter(|_| self.keys.iter().any(|key| key.kid.is_some()));
+        match kid {
+            Some(kid) => {
+                let mut with_kid = self
+                    .keys
+                    .iter()
+                    .filter(|key| key.kid.as_deref() == Some(kid))
+                    .peekable();
+                if with_kid.peek().is_none() {
+                    return KeyLookup::UnknownKid;
+                }
+                with_kid
+                    .find(|key| key.algorithms.contains(&algorithm))
+                    .map_or(KeyLookup::NoMatch, KeyLookup::Found)
+            }
+            None => {
+                let mut candidates = self
+                    .keys
+                    .iter()
+                    .filter(|key| key.algorithms.contains(&algorithm));
+                match (candidates.next(), candidates.next()) {
+                    (Some(only), None) => KeyLookup::Found(only),
+                    _ => KeyLookup::NoMatch,
+                }
+            }
+        }
+    }
+}
+
+fn text<'a>(jwk: &'a Value, name: &str) -> Option<&'a str> {
+    jwk.get(name).and_then(Value::as_str)
+}
+
+fn usable_key(jwk: &Value, allowed: &[Algorithm]) -> Option<VerificationKey> {
+    if text(jwk, "use").is_some_and(|usage| usage != "sig") {
+        return None;
+    }
+    if let Some(ops) = jwk.get("key_ops") {
+        let verifies = ops
+            .as_array()?
+            .iter()
+            .any(|op| op.as_str() == Some("verify"));
+        if !verifies {
+            return None;
+        }
+    }
+    let kid = match jwk.get("kid") {
+        None => None,
+        Some(Value::String(kid)) => Some(kid.clone()),
+        Some(_) => return None,
+    };
+    let (key, compatible) = decoding_key(jwk)?;
+    let algorithms: Vec<Algorithm> = match text(jwk, "alg") {
+        Some(alg) => {
+            let alg = Algorithm::from_str(alg).ok()?;
+            vec![alg]
+        }
+        None => compatible.to_vec(),
+    };
+    let algorithms: Vec<Algorithm> = algorithms
+        .into_iter()
+        .filter(|alg| compatible.contains(alg) && allowed.contains(alg))
+        .collect();
+    (!algorithms.is_empty()).then_some(VerificationKey {
+        kid,
+        algorithms,
+        key,
+    })
+}
+
+/// The key and the algorithms its type and curve can verify.
+fn decoding_key(jwk: &Value) -> Option<(DecodingKey, &'static [Algorithm])> {
+    use Algorithm::*;
+    match (text(jwk, "kty")?, text(jwk, "crv")) {
+        ("RSA", _) => {
+            let (n, e) = (text(jwk, "n")?, text(jwk, "e")?);
+            if modulus_bits(n)? < MIN_RSA_BITS {
+                return None;
+            }
+            let key = DecodingKey::from_rsa_components(n, e).ok()?;
+            Some((key, &[RS256, RS384, RS512, PS256, PS384, PS512]))
+        }
+        ("EC", Some(curve)) => {
+            let algorithms: &'static [Algorithm] = match curve {
+                "P-256" => &[ES256],
+                "P-384" => &[ES384],
+                _ => return None,
+            };
+            let key = DecodingKey::from_ec_components(text(jwk, "x")?, text(jwk, "y")?).ok()?;
+            Some((key, algorithms))
+        }
+        ("OKP", Some("Ed25519")) => Some((
+            DecodingKey::from_ed_components(text(jwk, "x")?).ok()?,
+            &[EdDSA],
+        )),
+        _ => None,
+    }
+}
+
+fn modulus_bits(n: &str) -> Option<usize> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(n)
+        .ok()?;
+    let first = bytes.iter().position(|&b| b != 0)?;
+    Some((bytes.len() - first) * 8 - bytes[first].leading_zeros() as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// An Ed25519 public key (RFC 8037 A.2).
+    const ED_X: &str = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
+
+    fn set(keys: Value, allowed: &[Algorithm]) -> Result<KeySet, String> {
+        KeySet::from_jwks(json!({ "keys": keys }).to_string().as_bytes(), allowed)
+    }
+
+    #[test]
+    fn filters_keys_a_provider_must_not_use() {
+        let ed = |extra: Value| {
+            let mut key = json!({"kty": "OKP", "crv": "Ed25519", "x": ED_X, "kid": "k"});
+            key.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            key
+        };
+        assert!(set(json!([ed(json!({}))]), &[Algorithm::EdDSA]).is_ok());
+        assert!(set(json!([ed(json!({"use": "enc"}))]), &[Algorithm::EdDSA]).is_err());
+        assert!(
+            set(
+                json!([ed(json!({"key_ops": ["encrypt"]}))]),
+                &[Algorithm::EdDSA]
+            )
+            .is_err()
+        );
+        assert!(
+            set(
+                json!([ed(json!({"key_ops": ["verify"]}))]),
+                &[Algorithm::EdDSA]
+            )
+            .is_ok()
+        );
+        assert!(
+            set(json!([ed(json!({}))]), &[Algorithm::RS256]).is_err(),
+            "alg outside allow-list"
+        );
+        assert!(
+            set(json!([ed(json!({"kid": 7}))]), &[Algorithm::EdDSA]).is_err(),
+            "non-string kid"
+        );
+        assert!(
+            set(
+                json!([{"kty": "oct", "k": "c2VjcmV0"}]),
+                &[Algorithm::HS256]
+            )
+            .is_err()
+        );
+        let small_rsa = json!({"kty": "RSA", "n": "AQAB".repeat(40), "e": "AQAB"});
+        assert!(
+            set(json!([small_rsa]), &[Algorithm::RS256]).is_err(),
+            "RSA < 2048 bits"
+        );
+        assert!(KeySet::from_jwks(b"<html>", &[Algorithm::EdDSA]).is_err());
+        assert!(KeySet::from_jwks(br#"{"keys":[]}"#, &[Algorithm::EdDSA]).is_err());
+    }
+
+    #[test]
+    fn lookup_by_kid_and_alg() {
+        let keys = set(
+            json!([{"kty": "OKP", "crv": "Ed25519", "x": ED_X, "kid": "a"}]),
+            &[Algorithm::EdDSA, Algorithm::RS256],
+        )
+        .unwrap();
+        assert!(matches!(
+            keys.lookup(Some("a"), Algorithm::EdDSA),
+            KeyLookup::Found(_)
+        ));
+        assert!(matches!(
+            keys.lookup(Some("a"), Algorithm::RS256),
+            KeyLookup::NoMatch
+        ));
+        assert!(matches!(
+            keys.lookup(Some("b"), Algorithm::EdDSA),
+            KeyLookup::UnknownKid
+        ));
+        assert!(matches!(
+            keys.lookup(None, Algorithm::EdDSA),
+            KeyLookup::Found(_)
+        ));
+    }
+
+    #[test]
+    fn rsa_modulus_size() {
+        use base64::Engine;
+        let n = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([0x80u8; 256]);
+        assert_eq!(modulus_bits(&n), Some(2048));
+        let n = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([0x01u8; 256]);
+        assert_eq!(modulus_bits(&n), Some(2041));
+    }
+}
