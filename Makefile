@@ -1,5 +1,6 @@
 # keyway: `make run` and `make test` do all set-up on a fresh machine (Rust toolchain, gcc,
-# make, python3 and root apt-get). Pingora's dependencies need cmake to build.
+# make, python3 and root apt-get). Pingora's dependencies need cmake to build; the tests mint
+# JWTs with Python's jwcrypto, an implementation independent of keyway's.
 
 SHELL := /bin/bash
 export ASAPP_API_ID ?= demo-asapp-api-id
@@ -9,6 +10,7 @@ export ASAPP_API_SECRET ?= demo-asapp-api-secret
 
 deps:
 	@command -v cmake >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake >/dev/null; }
+	@python3 -c 'import jwcrypto' 2>/dev/null || python3 -m pip install -q --root-user-action=ignore jwcrypto
 
 # Builds keyway, starts the demo backend on 127.0.0.1:9000, and runs keyway with config.toml.
 run: deps

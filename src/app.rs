@@ -1,10 +1,13 @@
 //! Builds and runs the Pingora server: proxy service, admin service, lifecycle service.
 
 use crate::admin::AdminApp;
+use crate::auth::jwt::JwtProvider;
+use crate::auth::{Authenticators, JwtAuthenticator};
 use crate::config::{Config, StoreSettings};
 use crate::converse::ConverseService;
 use crate::endpoints::Endpoints;
-use crate::lifecycle::{Lifecycle, LifecycleService};
+use crate::jwks::{JwksService, ProviderKeys};
+use crate::lifecycle::{Lifecycle, LifecycleService, ReadinessCheck};
 use crate::listeners::ListenAddress;
 use crate::logging::AccessLog;
 use crate::metrics::Metrics;
@@ -39,14 +42,15 @@ pub fn run(config: Config) -> Result<std::convert::Infallible, Box<dyn std::erro
     server.bootstrap();
 
     let metrics = Arc::new(Metrics::new());
-    let lifecycle = Arc::new(Lifecycle::default());
+    let services = build_services(&config, &metrics)?;
+    let lifecycle = Arc::new(Lifecycle::new(services.readiness));
     let access_log = AccessLog {
         enabled: config.log.access_log,
     };
-    let (endpoints, purge) = build_services(&config, &metrics)?;
     let gateway = Gateway::new(
         config.routes,
-        endpoints,
+        services.endpoints,
+        services.authenticators,
         metrics.clone(),
         lifecycle.clone(),
         access_log,
@@ -77,8 +81,11 @@ pub fn run(config: Config) -> Result<std::convert::Infallible, Box<dyn std::erro
     server.add_service(proxy);
     server.add_service(admin);
     server.add_service(background_service("keyway lifecycle", lifecycle_service));
-    if let Some(purge) = purge {
+    if let Some(purge) = services.purge {
         server.add_service(background_service("keyway store purge", purge));
+    }
+    if let Some(jwks) = services.jwks {
+        server.add_service(background_service("keyway jwks", jwks));
     }
 
     let proxy_list: Vec<String> = proxy_addresses
@@ -90,13 +97,63 @@ pub fn run(config: Config) -> Result<std::convert::Infallible, Box<dyn std::erro
     server.run_forever()
 }
 
-/// Opens the store and builds the services behind built-in endpoints and authenticators.
+/// What authenticators and built-in endpoints need, and what runs beside them.
+struct Services {
+    endpoints: Endpoints,
+    authenticators: Authenticators,
+    readiness: Vec<Arc<dyn ReadinessCheck>>,
+    purge: Option<PurgeService>,
+    jwks: Option<JwksService>,
+}
+
 fn build_services(
     config: &Config,
     metrics: &Arc<Metrics>,
-) -> Result<(Endpoints, Option<PurgeService>), Box<dyn std::error::Error>> {
+) -> Result<Services, Box<dyn std::error::Error>> {
+    let (converse, purge) = build_converse(config, metrics)?;
+    let provider_keys = config
+        .identity_providers
+        .iter()
+        .map(|provider| ProviderKeys::new(provider, metrics.clone()).map(Arc::new))
+        .collect::<Result<Vec<_>, String>>()?;
+    let jwt = (!provider_keys.is_empty()).then(|| {
+        let providers = config
+            .identity_providers
+            .iter()
+            .zip(&provider_keys)
+            .map(|(settings, keys)| JwtProvider::new(settings, keys.clone()))
+            .collect();
+        Arc::new(JwtAuthenticator::new(
+            providers,
+            &config.cache,
+            metrics.clone(),
+        ))
+    });
+    let readiness = provider_keys
+        .iter()
+        .map(|keys| keys.clone() as Arc<dyn ReadinessCheck>)
+        .collect();
+    Ok(Services {
+        authenticators: Authenticators::new(converse.clone(), jwt),
+        endpoints: Endpoints { converse },
+        readiness,
+        purge,
+        jwks: (!provider_keys.is_empty()).then_some(JwksService {
+            providers: provider_keys,
+        }),
+    })
+}
+
+/// The Converse token service and the purge of its expired tokens.
+type ConverseParts = (Option<Arc<ConverseService>>, Option<PurgeService>);
+
+/// Opens the store and builds the Converse token service, when `[converse]` is configured.
+fn build_converse(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+) -> Result<ConverseParts, Box<dyn std::error::Error>> {
     let Some(converse) = &config.converse else {
-        return Ok((Endpoints::default(), None));
+        return Ok((None, None));
     };
     let store: Arc<dyn Store> = match &config.store {
         StoreSettings::Sqlite { path } => Arc::new(MeteredStore::new(
@@ -109,10 +166,7 @@ fn build_services(
         interval: converse.purge_interval,
     };
     let service = ConverseService::new(converse.clone(), &config.cache, store, metrics.clone());
-    let endpoints = Endpoints {
-        converse: Some(Arc::new(service)),
-    };
-    Ok((endpoints, Some(purge)))
+    Ok((Some(Arc::new(service)), Some(purge)))
 }
 
 fn resolve_all(listen: &[String]) -> Result<Vec<ListenAddress>, Box<dyn std::error::Error>> {

@@ -20,6 +20,7 @@ pub mod converse;
 pub mod endpoints;
 pub mod error;
 pub mod headers;
+pub mod jwks;
 pub mod jwt;
 pub mod lifecycle;
 pub mod listeners;

@@ -15,16 +15,21 @@ use tracing::info;
 
 const POLL: Duration = Duration::from_millis(20);
 
+/// Something keyway needs before it can serve (e.g. an identity provider's keys).
+pub trait ReadinessCheck: Send + Sync {
+    fn is_ready(&self) -> bool;
+}
+
 /// Shared process state: requests in flight, ready, draining.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Lifecycle {
     in_flight: AtomicUsize,
     listening: AtomicBool,
     draining: AtomicBool,
+    dependencies: Vec<Arc<dyn ReadinessCheck>>,
 }
 
 /// Counts one request as in flight until dropped.
-#[derive(Debug)]
 pub struct InFlightGuard(Arc<Lifecycle>);
 
 impl Drop for InFlightGuard {
@@ -34,6 +39,14 @@ impl Drop for InFlightGuard {
 }
 
 impl Lifecycle {
+    /// A lifecycle that is ready only when every dependency is.
+    pub fn new(dependencies: Vec<Arc<dyn ReadinessCheck>>) -> Self {
+        Lifecycle {
+            dependencies,
+            ..Lifecycle::default()
+        }
+    }
+
     pub fn enter(self: &Arc<Self>) -> InFlightGuard {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         InFlightGuard(self.clone())
@@ -43,9 +56,15 @@ impl Lifecycle {
         self.in_flight.load(Ordering::Acquire)
     }
 
-    /// Ready to serve: every proxy listener accepts, and no shutdown has begun.
+    /// Ready to serve: every proxy listener accepts, every dependency is ready, and no
+    /// shutdown has begun.
     pub fn is_ready(&self) -> bool {
-        self.listening.load(Ordering::Acquire) && !self.draining.load(Ordering::Acquire)
+        self.listening.load(Ordering::Acquire)
+            && !self.draining.load(Ordering::Acquire)
+            && self
+                .dependencies
+                .iter()
+                .all(|dependency| dependency.is_ready())
     }
 }
 

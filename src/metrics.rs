@@ -1,7 +1,8 @@
 //! Prometheus metrics: one registry per keyway instance, rendered by the admin listener.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
+    TextEncoder,
 };
 use std::time::Duration;
 
@@ -21,6 +22,8 @@ pub struct Metrics {
     store_operations: IntCounterVec,
     tokens_issued: IntCounter,
     tokens_revoked: IntCounter,
+    jwks_refresh: IntCounterVec,
+    jwks_last_success: GaugeVec,
 }
 
 impl Metrics {
@@ -78,6 +81,24 @@ impl Metrics {
             ),
             tokens_issued: counter(r, "keyway_tokens_issued_total", "Converse tokens created"),
             tokens_revoked: counter(r, "keyway_tokens_revoked_total", "Converse tokens deleted"),
+            jwks_refresh: counter_vec(
+                r,
+                "keyway_jwks_refresh_total",
+                "JWKS fetches by provider and result (ok, error)",
+                &["provider", "result"],
+            ),
+            jwks_last_success: {
+                let gauge = GaugeVec::new(
+                    Opts::new(
+                        "keyway_jwks_last_success_timestamp_seconds",
+                        "Unix time of the last good JWKS fetch",
+                    ),
+                    &["provider"],
+                )
+                .expect("valid metric");
+                r.register(Box::new(gauge.clone())).expect("unique metric");
+                gauge
+            },
             registry,
         }
     }
@@ -91,6 +112,21 @@ impl Metrics {
 
     pub fn observe_store(&self, op: &str) {
         self.store_operations.with_label_values(&[op]).inc();
+    }
+
+    pub fn observe_jwks_refresh(&self, provider: &str, ok: bool) {
+        let result = if ok { "ok" } else { "error" };
+        self.jwks_refresh
+            .with_label_values(&[provider, result])
+            .inc();
+        if ok {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |elapsed| elapsed.as_secs_f64());
+            self.jwks_last_success
+                .with_label_values(&[provider])
+                .set(now);
+        }
     }
 
     pub fn token_issued(&self) {

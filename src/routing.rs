@@ -136,6 +136,24 @@ pub fn validate_prefix(prefix: &str) -> Result<(), String> {
         .map_err(|_| "must not contain \".\" or \"..\" segments or \"//\"".to_owned())
 }
 
+/// The customers and providers a route accepts tokens from; empty lists accept any.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TenantScope {
+    pub customers: Vec<String>,
+    pub providers: Vec<i64>,
+}
+
+impl TenantScope {
+    pub fn admits(&self, customer_id: &str, provider_id: i64) -> bool {
+        (self.customers.is_empty()
+            || self
+                .customers
+                .iter()
+                .any(|customer| customer == customer_id))
+            && (self.providers.is_empty() || self.providers.contains(&provider_id))
+    }
+}
+
 /// Where an admitted request goes.
 #[derive(Debug, Clone)]
 pub enum RouteTarget {
@@ -169,6 +187,8 @@ pub struct Route {
     pub max_body_bytes: u64,
     /// The path below the prefix is a secret (e.g. a token to delete): never log it.
     pub secret_path_tail: bool,
+    /// Which identity providers' tokens a `jwt` route accepts.
+    pub tenants: TenantScope,
     /// The `Allow` header for a 405 on this route's (host, prefix).
     allow: HeaderValue,
 }
@@ -195,6 +215,7 @@ impl Route {
             headers,
             max_body_bytes,
             secret_path_tail: false,
+            tenants: TenantScope::default(),
             allow: HeaderValue::from_static(""),
         }
     }
@@ -202,6 +223,15 @@ impl Route {
     /// Marks the path below the prefix as secret (see [`Route::loggable_path`]).
     pub fn with_secret_path_tail(mut self) -> Self {
         self.secret_path_tail = true;
+        self
+    }
+
+    /// Restricts `jwt` to these customers and provider ids (empty: any).
+    pub fn with_tenant_scope(mut self, customers: Vec<String>, providers: Vec<i64>) -> Self {
+        self.tenants = TenantScope {
+            customers,
+            providers,
+        };
         self
     }
 

@@ -4,15 +4,18 @@
 //! module of its own and knows only its own credential.
 
 mod converse;
+pub mod jwt;
 mod none;
 mod principal;
 
 pub use converse::ConverseAuthenticator;
+pub use jwt::JwtAuthenticator;
 pub use none::NoneAuthenticator;
-pub use principal::Principal;
+pub use principal::{Principal, Tenant};
 
 use crate::error::GatewayError;
 use crate::metrics::Metrics;
+use crate::routing::TenantScope;
 use async_trait::async_trait;
 use http::{HeaderMap, Method, Uri};
 use std::net::IpAddr;
@@ -26,6 +29,8 @@ pub struct AuthRequest<'a> {
     pub uri: &'a Uri,
     pub headers: &'a HeaderMap,
     pub client_ip: Option<IpAddr>,
+    /// The route's accepted identity providers (for `jwt`).
+    pub tenants: &'a TenantScope,
 }
 
 /// Why a presented credential was refused. Clients only ever see the mapped envelope.
@@ -76,6 +81,13 @@ pub trait Authenticator: Send + Sync + std::fmt::Debug {
     async fn authenticate(&self, request: &AuthRequest<'_>) -> AuthOutcome;
 }
 
+/// Which configured services can back an authenticator.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Available {
+    pub converse: bool,
+    pub jwt: bool,
+}
+
 /// The authenticator names a route may list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthKind {
@@ -99,15 +111,19 @@ impl AuthKind {
     }
 
     /// Why this kind cannot be used with the configured services, if it cannot.
-    pub fn check_available(self, converse_configured: bool) -> Result<(), String> {
+    pub fn check_available(self, available: Available) -> Result<(), String> {
         match self {
             AuthKind::None => Ok(()),
-            AuthKind::Converse if converse_configured => Ok(()),
+            AuthKind::Converse if available.converse => Ok(()),
             AuthKind::Converse => {
                 Err("authenticator \"converse\" needs a [converse] section".to_owned())
             }
+            AuthKind::Jwt if available.jwt => Ok(()),
+            AuthKind::Jwt => Err(
+                "authenticator \"jwt\" needs at least one [[identity_providers]] entry".to_owned(),
+            ),
             other => Err(format!(
-                "authenticator \"{}\" is not available in this version of keyway (available: \"none\", \"converse\")",
+                "authenticator \"{}\" is not available in this version of keyway (available: \"none\", \"converse\", \"jwt\")",
                 other.name()
             )),
         }
@@ -128,15 +144,19 @@ impl AuthKind {
 pub struct Authenticators {
     none: Arc<dyn Authenticator>,
     converse: Option<Arc<dyn Authenticator>>,
+    jwt: Option<Arc<dyn Authenticator>>,
 }
 
 impl Authenticators {
-    pub fn new(converse: Option<Arc<crate::converse::ConverseService>>) -> Self {
+    pub fn new(
+        converse: Option<Arc<crate::converse::ConverseService>>,
+        jwt: Option<Arc<JwtAuthenticator>>,
+    ) -> Self {
+        let converse = converse.map(|service| Arc::new(ConverseAuthenticator::new(service)));
         Authenticators {
             none: Arc::new(NoneAuthenticator),
-            converse: converse.map(|service| {
-                Arc::new(ConverseAuthenticator::new(service)) as Arc<dyn Authenticator>
-            }),
+            converse: converse.map(|authenticator| authenticator as Arc<dyn Authenticator>),
+            jwt: jwt.map(|authenticator| authenticator as Arc<dyn Authenticator>),
         }
     }
 
@@ -145,7 +165,8 @@ impl Authenticators {
         match kind {
             AuthKind::None => Some(&self.none),
             AuthKind::Converse => self.converse.as_ref(),
-            AuthKind::Jwt | AuthKind::Exchange | AuthKind::HostedEmail => None,
+            AuthKind::Jwt => self.jwt.as_ref(),
+            AuthKind::Exchange | AuthKind::HostedEmail => None,
         }
     }
 
@@ -208,6 +229,7 @@ mod tests {
             uri: &uri,
             headers: &headers,
             client_ip: None,
+            tenants: &TenantScope::default(),
         };
         authenticate_any(&list, &request, &Metrics::new()).await
     }
@@ -251,19 +273,31 @@ mod tests {
 
     #[test]
     fn availability() {
-        assert!(AuthKind::None.check_available(false).is_ok());
-        assert!(AuthKind::Converse.check_available(true).is_ok());
+        let all = Available {
+            converse: true,
+            jwt: true,
+        };
+        let nothing = Available::default();
+        assert!(AuthKind::None.check_available(nothing).is_ok());
+        assert!(AuthKind::Converse.check_available(all).is_ok());
         assert!(
             AuthKind::Converse
-                .check_available(false)
+                .check_available(nothing)
                 .unwrap_err()
                 .contains("[converse]")
         );
+        assert!(AuthKind::Jwt.check_available(all).is_ok());
         assert!(
             AuthKind::Jwt
-                .check_available(true)
+                .check_available(nothing)
                 .unwrap_err()
-                .contains("\"jwt\"")
+                .contains("identity_providers")
+        );
+        assert!(
+            AuthKind::Exchange
+                .check_available(all)
+                .unwrap_err()
+                .contains("\"exchange\"")
         );
         assert!(AuthKind::parse("basic").is_none());
     }

@@ -9,6 +9,15 @@ pub struct Principal {
     pub authenticator: &'static str,
     /// Named attributes (`sub`, `email`, `admin`, nested objects for JWT claims, …).
     pub claims: Map<String, Value>,
+    /// The identity provider that vouched for it (JWT and exchange principals).
+    pub tenant: Option<Tenant>,
+}
+
+/// A customer's identity provider, as configured in `[[identity_providers]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tenant {
+    pub customer_id: String,
+    pub provider_id: i64,
 }
 
 impl Principal {
@@ -17,6 +26,7 @@ impl Principal {
         Principal {
             authenticator,
             claims: Map::new(),
+            tenant: None,
         }
     }
 

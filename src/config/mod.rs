@@ -5,6 +5,7 @@
 
 pub mod converse;
 mod env;
+pub mod identity;
 pub(crate) mod raw;
 pub mod secret;
 mod validate;
@@ -25,6 +26,8 @@ pub struct Config {
     pub cache: CacheSettings,
     /// Present when `[converse]` is configured: the token API and `auth = ["converse"]`.
     pub converse: Option<ConverseSettings>,
+    /// `[[identity_providers]]`: JWT issuers, for `auth = ["jwt"]`.
+    pub identity_providers: Vec<identity::ProviderSettings>,
 }
 
 #[derive(Debug, Clone)]

@@ -24,6 +24,45 @@ pub struct RawConfig {
     #[serde(default)]
     pub cache: RawCache,
     pub converse: Option<RawConverse>,
+    #[serde(default)]
+    pub identity_providers: Vec<RawIdentityProvider>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RawIdentityProvider {
+    pub customer_id: String,
+    pub provider_id: i64,
+    /// Compared exactly with the token's `iss`.
+    pub issuer: String,
+    /// Where the JWK set is fetched; with neither this, `keys_file` nor `secret`, it is
+    /// discovered from `{issuer}/.well-known/openid-configuration`.
+    pub jwks_uri: Option<String>,
+    /// A JWK set file used instead of fetching.
+    pub keys_file: Option<String>,
+    /// An HMAC secret: only with HS* algorithms, never next to asymmetric keys.
+    pub secret: Option<Secret>,
+    pub audiences: Vec<String>,
+    pub algorithms: Vec<String>,
+    #[serde(default = "default_leeway_seconds")]
+    pub leeway_seconds: i64,
+    #[serde(default = "default_max_token_bytes")]
+    pub max_token_bytes: usize,
+    /// Refresh interval when the JWKS response has no usable `Cache-Control: max-age`.
+    #[serde(default = "default_jwks_refresh")]
+    pub refresh_seconds: u64,
+    /// Bounds applied to `max-age`.
+    #[serde(default = "default_jwks_min_refresh")]
+    pub min_refresh_seconds: u64,
+    #[serde(default = "default_jwks_max_refresh")]
+    pub max_refresh_seconds: u64,
+    /// An unknown `kid` triggers at most one refetch per this many seconds.
+    #[serde(default = "default_refetch_cooldown")]
+    pub refetch_cooldown_seconds: u64,
+    /// How long the last good keys are used while fetches fail.
+    #[serde(default = "default_max_stale")]
+    pub max_stale_seconds: u64,
+    #[serde(default = "default_fetch_timeout_ms")]
+    pub fetch_timeout_ms: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -217,6 +256,12 @@ pub struct RawRoute {
     #[serde(default)]
     pub strip_request_headers: Vec<String>,
     pub max_body_bytes: Option<u64>,
+    /// `jwt`: only tokens of these customers (empty: any configured customer).
+    #[serde(default)]
+    pub customers: Vec<String>,
+    /// `jwt`: only tokens of these provider ids (empty: any).
+    #[serde(default)]
+    pub providers: Vec<i64>,
 }
 
 fn default_threads() -> usize {
@@ -296,4 +341,28 @@ fn default_lockout_base() -> u64 {
 }
 fn default_lockout_max() -> u64 {
     900
+}
+fn default_leeway_seconds() -> i64 {
+    60
+}
+fn default_max_token_bytes() -> usize {
+    8192
+}
+fn default_jwks_refresh() -> u64 {
+    300
+}
+fn default_jwks_min_refresh() -> u64 {
+    60
+}
+fn default_jwks_max_refresh() -> u64 {
+    86_400
+}
+fn default_refetch_cooldown() -> u64 {
+    30
+}
+fn default_max_stale() -> u64 {
+    86_400
+}
+fn default_fetch_timeout_ms() -> u64 {
+    2_000
 }

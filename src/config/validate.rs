@@ -1,10 +1,11 @@
 //! Raw config -> compiled [`Config`]: every check, every problem named by its key.
 
 use super::converse::{ConverseSettings, compile_cache, compile_converse, compile_store};
+use super::identity::{ProviderSettings, compile_providers};
 use super::raw::{RawConfig, RawRoute, RawServer, RawUpstream};
 use super::secret::Secret;
 use super::{AdminSettings, Config, ConfigProblem, LogSettings, ServerSettings, TlsFiles};
-use crate::auth::AuthKind;
+use crate::auth::{AuthKind, Available};
 use crate::endpoints::EndpointKind;
 use crate::headers::{HeaderPolicy, RESERVED, normalise_name};
 use crate::routing::{Route, RouteTable, RouteTarget, validate_prefix};
@@ -67,6 +68,7 @@ pub fn compile(raw: RawConfig, base: &Path, problems: &mut Vec<ConfigProblem>) -
         .converse
         .as_ref()
         .map(|converse| compile_converse(converse, checker.problems));
+    let identity_providers = compile_providers(&raw.identity_providers, base, checker.problems);
     let upstreams = compile_upstreams(&raw.upstreams, base, &mut checker);
     let credentials = compile_credentials(&raw.credentials, &mut checker);
     let context = RouteContext {
@@ -74,6 +76,7 @@ pub fn compile(raw: RawConfig, base: &Path, problems: &mut Vec<ConfigProblem>) -
         credentials: &credentials,
         default_body_limit: raw.server.max_body_bytes,
         converse: converse.as_ref(),
+        providers: &identity_providers,
     };
     let routes = compile_routes(&raw, &context, &mut checker);
     Config {
@@ -84,6 +87,7 @@ pub fn compile(raw: RawConfig, base: &Path, problems: &mut Vec<ConfigProblem>) -
         store,
         cache,
         converse,
+        identity_providers,
     }
 }
 
@@ -280,6 +284,7 @@ struct RouteContext<'a> {
     credentials: &'a HashMap<String, CredentialSet>,
     default_body_limit: u64,
     converse: Option<&'a ConverseSettings>,
+    providers: &'a [ProviderSettings],
 }
 
 impl RouteContext<'_> {
@@ -423,7 +428,12 @@ fn compile_route(
             format!("unknown upstream {:?}", raw.upstream),
         );
     }
-    let auth = compile_auth(key, &raw.auth, context.converse.is_some(), checker);
+    let available = Available {
+        converse: context.converse.is_some(),
+        jwt: !context.providers.is_empty(),
+    };
+    let auth = compile_auth(key, &raw.auth, available, checker);
+    check_tenant_scope(key, raw, &auth, context.providers, checker);
     let inject = match &raw.credentials {
         Some(name) => context.credentials.get(name).cloned().or_else(|| {
             checker.fail(
@@ -444,9 +454,15 @@ fn compile_route(
     if raw.max_body_bytes == Some(0) {
         checker.fail(format!("{key}.max_body_bytes"), "must be at least 1");
     }
-    let stripped = raw.strip_request_headers.iter().map(String::as_str);
+    // A bearer token stays at the gateway: the upstream gets identity headers instead.
+    let bearer = auth.contains(&AuthKind::Jwt).then_some("authorization");
+    let stripped = raw
+        .strip_request_headers
+        .iter()
+        .map(String::as_str)
+        .chain(bearer);
     let headers = HeaderPolicy::new(stripped.chain(context.always_stripped()), inject?, identity);
-    Some(Route::new(
+    let route = Route::new(
         raw.name.clone(),
         prefix.map(|_| raw.path_prefix.clone())?,
         host,
@@ -455,7 +471,43 @@ fn compile_route(
         auth,
         headers,
         raw.max_body_bytes.unwrap_or(context.default_body_limit),
-    ))
+    );
+    Some(route.with_tenant_scope(raw.customers.clone(), raw.providers.clone()))
+}
+
+/// `customers` / `providers` only make sense on `jwt` routes and must name configured ones.
+fn check_tenant_scope(
+    key: &str,
+    raw: &RawRoute,
+    auth: &[AuthKind],
+    providers: &[ProviderSettings],
+    checker: &mut Checker,
+) {
+    if (!raw.customers.is_empty() || !raw.providers.is_empty()) && !auth.contains(&AuthKind::Jwt) {
+        checker.fail(
+            format!("{key}.customers"),
+            "customers and providers restrict \"jwt\" routes only",
+        );
+    }
+    for (index, customer) in raw.customers.iter().enumerate() {
+        if !providers
+            .iter()
+            .any(|provider| &provider.customer_id == customer)
+        {
+            checker.fail(
+                format!("{key}.customers[{index}]"),
+                format!("no identity provider for customer {customer:?}"),
+            );
+        }
+    }
+    for (index, id) in raw.providers.iter().enumerate() {
+        if !providers.iter().any(|provider| provider.provider_id == *id) {
+            checker.fail(
+                format!("{key}.providers[{index}]"),
+                format!("no identity provider with provider_id {id}"),
+            );
+        }
+    }
 }
 
 fn compile_methods(
@@ -491,7 +543,7 @@ fn compile_methods(
 fn compile_auth(
     key: &str,
     names: &[String],
-    converse_configured: bool,
+    available: Available,
     checker: &mut Checker,
 ) -> Vec<AuthKind> {
     if names.is_empty() {
@@ -521,7 +573,7 @@ fn compile_auth(
     for (index, kind) in kinds.iter().enumerate() {
         checker.check(
             format!("{key}.auth[{index}]"),
-            kind.check_available(converse_configured),
+            kind.check_available(available),
         );
     }
     kinds

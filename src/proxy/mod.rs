@@ -40,13 +40,14 @@ impl Gateway {
     pub fn new(
         routes: RouteTable,
         endpoints: Endpoints,
+        authenticators: Authenticators,
         metrics: Arc<Metrics>,
         lifecycle: Arc<Lifecycle>,
         access_log: AccessLog,
     ) -> Self {
         Gateway {
             routes,
-            authenticators: Authenticators::new(endpoints.converse.clone()),
+            authenticators,
             endpoints,
             metrics,
             lifecycle,

@@ -45,6 +45,7 @@ pub async fn admit(
             .client_addr()
             .and_then(|addr| addr.as_inet())
             .map(|addr| addr.ip()),
+        tenants: &route.tenants,
     };
     let principal = authenticate_any(
         gateway.authenticators().for_route(&route.auth),

@@ -6,6 +6,7 @@ mod check_config;
 mod converse;
 mod errors;
 mod forwarding;
+mod jwt;
 mod observability;
 mod path_tricks;
 mod shutdown;

@@ -85,18 +85,11 @@ impl Backend {
         F: FnOnce(tokio::net::TcpListener, Router) -> Fut,
         Fut: std::future::Future<Output = ()> + Send + 'static,
     {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
+        let (runtime, listener) = runtime_and_listener();
+        let address = listener.local_addr().unwrap();
         let received = Arc::new(Mutex::new(Vec::new()));
         let log = received.clone();
         let app = Router::new().fallback(move |request: Request| handle(request, log.clone()));
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let address = listener.local_addr().unwrap();
         runtime.spawn(serve(listener, app));
         Backend {
             address,
@@ -119,6 +112,19 @@ impl Backend {
         assert_eq!(matching.len(), 1, "requests for {target}: {matching:?}");
         matching.into_iter().next().unwrap()
     }
+}
+
+/// A one-thread runtime for a test server, and a listener on a free loopback port.
+pub fn runtime_and_listener() -> (tokio::runtime::Runtime, tokio::net::TcpListener) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    (runtime, listener)
 }
 
 async fn handle(request: Request, log: Arc<Mutex<Vec<Received>>>) -> Response {

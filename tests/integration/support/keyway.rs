@@ -39,7 +39,15 @@ pub fn keyway_command(
 }
 
 impl Keyway {
+    /// Starts keyway and waits until `/readyz` is 200.
     pub fn start(config: &str, env: &[(&str, &str)]) -> Keyway {
+        let keyway = Keyway::launch(config, env);
+        keyway.wait_ready();
+        keyway
+    }
+
+    /// Starts keyway and returns once its listeners are known, ready or not.
+    pub fn launch(config: &str, env: &[(&str, &str)]) -> Keyway {
         let (dir, mut command) = keyway_command(config, &["--log-format", "json", "run"], env);
         let mut child = command
             .stdout(Stdio::piped())
@@ -56,18 +64,16 @@ impl Keyway {
                 logs.lock().unwrap()
             )
         });
-        let keyway = Keyway {
+        Keyway {
             child,
             proxy,
             admin,
             logs,
             _dir: dir,
-        };
-        keyway.wait_ready();
-        keyway
+        }
     }
 
-    fn wait_ready(&self) {
+    pub fn wait_ready(&self) {
         let deadline = Instant::now() + START_TIMEOUT;
         let client = reqwest::blocking::Client::new();
         while Instant::now() < deadline {

@@ -2,6 +2,7 @@
 
 pub mod backend;
 pub mod converse;
+pub mod jose;
 pub mod keyway;
 pub mod pki;
 pub mod raw_http;

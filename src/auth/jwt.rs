@@ -1,0 +1,235 @@
+//! `auth = ["jwt"]`: `Authorization: Bearer <jwt>` from a configured identity provider.
+//!
+//! The provider is chosen by the token's `iss` among those the route admits (its `customers`
+//! and `providers`); its keys verify the signature and its policy the claims. Verified tokens
+//! are cached under the SHA-256 of the token, never past `exp` (+ leeway) or `cache.ttl_seconds`.
+
+use super::{AuthDenial, AuthOutcome, AuthRequest, Authenticator, Principal, Tenant};
+use crate::config::CacheSettings;
+use crate::config::identity::ProviderSettings;
+use crate::jwks::ProviderKeys;
+use crate::jwt::keys::KeyLookup;
+use crate::jwt::{ClaimsPolicy, Denial, UnverifiedToken, parse};
+use crate::metrics::Metrics;
+use crate::routing::TenantScope;
+use crate::store::{SecretKey, now_ms};
+use async_trait::async_trait;
+use jsonwebtoken::Algorithm;
+use moka::sync::Cache;
+use std::sync::Arc;
+use tracing::debug;
+
+const CACHE_NAME: &str = "jwt";
+
+/// One configured provider, compiled.
+pub struct JwtProvider {
+    pub tenant: Tenant,
+    pub policy: ClaimsPolicy,
+    pub algorithms: Vec<Algorithm>,
+    pub max_token_bytes: usize,
+    pub keys: Arc<ProviderKeys>,
+}
+
+impl JwtProvider {
+    pub fn new(settings: &ProviderSettings, keys: Arc<ProviderKeys>) -> Self {
+        JwtProvider {
+            tenant: Tenant {
+                customer_id: settings.customer_id.clone(),
+                provider_id: settings.provider_id,
+            },
+            policy: ClaimsPolicy {
+                issuer: settings.issuer.clone(),
+                audiences: settings.audiences.clone(),
+                leeway_seconds: settings.leeway_seconds,
+            },
+            algorithms: settings.algorithms.clone(),
+            max_token_bytes: settings.max_token_bytes,
+            keys,
+        }
+    }
+}
+
+struct Verified {
+    principal: Principal,
+    valid_until_ms: i64,
+}
+
+pub struct JwtAuthenticator {
+    providers: Vec<JwtProvider>,
+    /// Every algorithm some provider allows, and the largest token any accepts.
+    algorithms: Vec<Algorithm>,
+    max_token_bytes: usize,
+    cache: Cache<SecretKey, Arc<Verified>>,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for JwtAuthenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtAuthenticator")
+            .field("providers", &self.providers.len())
+            .finish()
+    }
+}
+
+/// How a verification attempt ended.
+enum Verdict {
+    Allow(Principal, i64),
+    Deny(Denial),
+    /// The provider's keys are unavailable: 503, never "valid".
+    Unavailable,
+}
+
+impl JwtAuthenticator {
+    pub fn new(providers: Vec<JwtProvider>, cache: &CacheSettings, metrics: Arc<Metrics>) -> Self {
+        let mut algorithms: Vec<Algorithm> = providers
+            .iter()
+            .flat_map(|p| p.algorithms.iter().copied())
+            .collect();
+        algorithms.dedup();
+        JwtAuthenticator {
+            max_token_bytes: providers
+                .iter()
+                .map(|p| p.max_token_bytes)
+                .max()
+                .unwrap_or(0),
+            algorithms,
+            providers,
+            cache: Cache::builder()
+                .max_capacity(cache.capacity)
+                .time_to_live(cache.ttl)
+                .build(),
+            metrics,
+        }
+    }
+
+    /// Verifies a token for a route's tenant scope, using the cache.
+    pub async fn verify(&self, token: &str, scope: &TenantScope) -> AuthOutcome {
+        let key = SecretKey::of(token.as_bytes());
+        if let Some(hit) = self.cache.get(&key) {
+            self.metrics.observe_cache(CACHE_NAME, true);
+            let tenant = hit
+                .principal
+                .tenant
+                .as_ref()
+                .expect("JWT principals have a tenant");
+            if hit.valid_until_ms > now_ms()
+                && scope.admits(&tenant.customer_id, tenant.provider_id)
+            {
+                return AuthOutcome::Allow(hit.principal.clone());
+            }
+            if hit.valid_until_ms <= now_ms() {
+                self.cache.invalidate(&key);
+            }
+            return AuthOutcome::Deny(AuthDenial::Invalid);
+        }
+        self.metrics.observe_cache(CACHE_NAME, false);
+        match self.verify_uncached(token, scope).await {
+            Verdict::Allow(principal, valid_until_ms) => {
+                let verified = Verified {
+                    principal: principal.clone(),
+                    valid_until_ms,
+                };
+                self.cache.insert(key, Arc::new(verified));
+                AuthOutcome::Allow(principal)
+            }
+            Verdict::Deny(denial) => {
+                debug!(?denial, "JWT refused");
+                AuthOutcome::Deny(AuthDenial::Invalid)
+            }
+            Verdict::Unavailable => AuthOutcome::Deny(AuthDenial::Unavailable),
+        }
+    }
+
+    async fn verify_uncached(&self, token: &str, scope: &TenantScope) -> Verdict {
+        let unverified = match parse(token, self.max_token_bytes, &self.algorithms) {
+            Ok(unverified) => unverified,
+            Err(denial) => return Verdict::Deny(denial),
+        };
+        let issuer = unverified.issuer().unwrap_or_default();
+        let candidates = self.providers.iter().filter(|provider| {
+            provider.policy.issuer == issuer
+                && scope.admits(&provider.tenant.customer_id, provider.tenant.provider_id)
+        });
+        let mut verdict = Verdict::Deny(Denial::UnknownIssuer);
+        for provider in candidates {
+            verdict = verify_with(provider, token, &unverified).await;
+            if matches!(verdict, Verdict::Allow(..)) {
+                break;
+            }
+        }
+        verdict
+    }
+}
+
+async fn verify_with(
+    provider: &JwtProvider,
+    token: &str,
+    unverified: &UnverifiedToken<'_>,
+) -> Verdict {
+    let algorithm = unverified.jws.algorithm;
+    if token.len() > provider.max_token_bytes {
+        return Verdict::Deny(Denial::TooLarge);
+    }
+    if !provider.algorithms.contains(&algorithm) {
+        return Verdict::Deny(Denial::Algorithm);
+    }
+    let Some(mut keys) = provider.keys.current() else {
+        return Verdict::Unavailable;
+    };
+    let kid = unverified.jws.kid.as_deref();
+    if matches!(keys.lookup(kid, algorithm), KeyLookup::UnknownKid)
+        && provider.keys.refetch_for_unknown_kid().await
+    {
+        keys = provider.keys.current().unwrap_or(keys);
+    }
+    let KeyLookup::Found(key) = keys.lookup(kid, algorithm) else {
+        return Verdict::Deny(Denial::NoKey);
+    };
+    if !unverified.jws.signature_matches(&key.key) {
+        return Verdict::Deny(Denial::Signature);
+    }
+    match provider.policy.check(&unverified.claims, now_ms() / 1000) {
+        Ok(exp) => {
+            let principal = Principal {
+                authenticator: "jwt",
+                claims: unverified.claims.clone(),
+                tenant: Some(provider.tenant.clone()),
+            };
+            let valid_until_ms = exp
+                .saturating_add(provider.policy.leeway_seconds)
+                .saturating_mul(1000);
+            Verdict::Allow(principal, valid_until_ms)
+        }
+        Err(denial) => Verdict::Deny(denial),
+    }
+}
+
+/// The token of `Authorization: Bearer <token>`; `Err` when the header is ambiguous.
+fn bearer_token<'a>(request: &AuthRequest<'a>) -> Option<Result<&'a str, ()>> {
+    let mut values = request.headers.get_all(http::header::AUTHORIZATION).iter();
+    let first = values.next()?;
+    let text = first.to_str().ok()?;
+    let (scheme, token) = text.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    if values.next().is_some() || token.is_empty() || token.contains(' ') {
+        return Some(Err(()));
+    }
+    Some(Ok(token))
+}
+
+#[async_trait]
+impl Authenticator for JwtAuthenticator {
+    fn name(&self) -> &'static str {
+        "jwt"
+    }
+
+    async fn authenticate(&self, request: &AuthRequest<'_>) -> AuthOutcome {
+        match bearer_token(request) {
+            None => AuthOutcome::NotPresent,
+            Some(Err(())) => AuthOutcome::Deny(AuthDenial::Invalid),
+            Some(Ok(token)) => self.verify(token, request.tenants).await,
+        }
+    }
+}
