@@ -27,3 +27,4 @@ test: deps
 
 bench: deps
 	cargo bench --bench hot_path
+	cargo bench --bench jwt

@@ -73,7 +73,7 @@ impl ProviderKeys {
                 let document =
                     std::fs::read(path).map_err(|error| format!("{}: {error}", path.display()))?;
                 static_keys(
-                    KeySet::from_jwks(&document, &settings.algorithms)
+                    KeySet::from_file_contents(&document, &settings.algorithms)
                         .map_err(|error| format!("{}: {error}", path.display()))?,
                 )
             }

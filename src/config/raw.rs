@@ -37,7 +37,7 @@ pub struct RawIdentityProvider {
     /// Where the JWK set is fetched; with neither this, `keys_file` nor `secret`, it is
     /// discovered from `{issuer}/.well-known/openid-configuration`.
     pub jwks_uri: Option<String>,
-    /// A JWK set file used instead of fetching.
+    /// A JWK set or PEM public key file used instead of fetching.
     pub keys_file: Option<String>,
     /// An HMAC secret: only with HS* algorithms, never next to asymmetric keys.
     pub secret: Option<Secret>,

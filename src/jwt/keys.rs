@@ -23,6 +23,9 @@ pub struct KeySet {
     keys: Vec<VerificationKey>,
 }
 
+/// One of jsonwebtoken's PEM readers.
+type PemDecoder = fn(&[u8]) -> jsonwebtoken::errors::Result<DecodingKey>;
+
 /// The result of looking a token's key up.
 pub enum KeyLookup<'a> {
     Found(&'a VerificationKey),
@@ -48,6 +51,48 @@ impl KeySet {
             return Err(format!("none of {} keys is usable", entries.len()));
         }
         Ok(KeySet { keys })
+    }
+
+    /// A PEM public key (`keys_file`): RSA, EC or Ed25519, tried in that order. The key is the
+    /// operator's own, so the JWKS filters on `use`/`key_ops`/size do not apply.
+    pub fn from_pem(pem: &[u8], allowed: &[Algorithm]) -> Result<KeySet, String> {
+        use Algorithm::*;
+        let candidates: [(PemDecoder, &[Algorithm]); 3] = [
+            (
+                DecodingKey::from_rsa_pem,
+                &[RS256, RS384, RS512, PS256, PS384, PS512],
+            ),
+            (DecodingKey::from_ec_pem, &[ES256, ES384]),
+            (DecodingKey::from_ed_pem, &[EdDSA]),
+        ];
+        let (key, compatible) = candidates
+            .into_iter()
+            .find_map(|(decode, algorithms)| decode(pem).ok().map(|key| (key, algorithms)))
+            .ok_or_else(|| "not an RSA, EC or Ed25519 public key in PEM".to_owned())?;
+        let algorithms: Vec<Algorithm> = compatible
+            .iter()
+            .copied()
+            .filter(|alg| allowed.contains(alg))
+            .collect();
+        if algorithms.is_empty() {
+            return Err("the key cannot verify any allowed algorithm".to_owned());
+        }
+        Ok(KeySet {
+            keys: vec![VerificationKey {
+                kid: None,
+                algorithms,
+                key,
+            }],
+        })
+    }
+
+    /// A configured key file: a JWK set, or a PEM public key.
+    pub fn from_file_contents(contents: &[u8], allowed: &[Algorithm]) -> Result<KeySet, String> {
+        if contents.trim_ascii_start().starts_with(b"-----BEGIN") {
+            KeySet::from_pem(contents, allowed)
+        } else {
+            KeySet::from_jwks(contents, allowed)
+        }
     }
 
     /// A single HMAC secret (configured explicitly, never fetched).
@@ -264,6 +309,35 @@ mod tests {
             keys.lookup(None, Algorithm::EdDSA),
             KeyLookup::Found(_)
         ));
+    }
+
+    #[test]
+    fn pem_keys_verify_tokens() {
+        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let signing =
+            jsonwebtoken::EncodingKey::from_ec_pem(pair.serialize_pem().as_bytes()).unwrap();
+        let token = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(Algorithm::ES256),
+            &json!({"a": 1}),
+            &signing,
+        )
+        .unwrap();
+        let keys =
+            KeySet::from_file_contents(pair.public_key_pem().as_bytes(), &[Algorithm::ES256])
+                .unwrap();
+        let jws = crate::jwt::parse_jws(&token, 8192, &[Algorithm::ES256]).unwrap();
+        let KeyLookup::Found(key) = keys.lookup(Some("any-kid"), Algorithm::ES256) else {
+            panic!("found")
+        };
+        assert!(jws.signature_matches(&key.key));
+        assert!(KeySet::from_pem(pair.public_key_pem().as_bytes(), &[Algorithm::RS256]).is_err());
+        assert!(
+            KeySet::from_pem(
+                b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n",
+                &[Algorithm::ES256]
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -1,0 +1,192 @@
+//! JWT benchmarks: a cached validation at a 100k-token working set, and uncached RS256, ES256
+//! and EdDSA verification (parse, key lookup, signature, claims). Run with
+//! `cargo bench --bench jwt`; under `cargo test` each runs once on a 1k working set.
+//! Uncached tokens are minted by jwcrypto (`tests/integration/support/mint_jwt.py`).
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+use keyway::auth::jwt::JwtProvider;
+use keyway::auth::{AuthOutcome, JwtAuthenticator};
+use keyway::config::CacheSettings;
+use keyway::config::identity::{JwksTiming, KeySource, ProviderSettings};
+use keyway::jwks::ProviderKeys;
+use keyway::jwt::keys::{KeyLookup, KeySet};
+use keyway::jwt::{ClaimsPolicy, parse};
+use keyway::metrics::Metrics;
+use keyway::routing::TenantScope;
+use serde_json::{Value, json};
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+const ISSUER: &str = "https://idp.example.com";
+const ALGORITHMS: &[Algorithm] = &[Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA];
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn claims(subject: usize) -> Value {
+    json!({"iss": ISSUER, "aud": "chat", "sub": format!("user-{subject}"), "exp": now() + 3600, "iat": now()})
+}
+
+/// `cargo bench` passes `--bench`; `cargo test` does not and gets a small working set.
+fn working_set() -> usize {
+    if std::env::args().any(|arg| arg == "--bench") {
+        100_000
+    } else {
+        1_000
+    }
+}
+
+/// Keys and tokens from jwcrypto: one token per algorithm.
+fn minted() -> (Value, Vec<(Algorithm, String)>) {
+    use std::io::Write;
+    let spec = json!({
+        "keys": [{"kid": "rsa", "kty": "RSA"}, {"kid": "ec", "kty": "EC", "crv": "P-256"}, {"kid": "ed", "kty": "OKP", "crv": "Ed25519"}],
+        "tokens": [
+            {"name": "RS256", "key": "rsa", "alg": "RS256", "claims": claims(0)},
+            {"name": "ES256", "key": "ec", "alg": "ES256", "claims": claims(0)},
+            {"name": "EdDSA", "key": "ed", "alg": "EdDSA", "claims": claims(0)},
+        ]
+    });
+    let mut child = std::process::Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/integration/support/mint_jwt.py"
+        ))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 with jwcrypto (make deps)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(spec.to_string().as_bytes())
+        .unwrap();
+    let output: Value = serde_json::from_slice(&child.wait_with_output().unwrap().stdout).unwrap();
+    let tokens = [Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA]
+        .into_iter()
+        .map(|alg| {
+            (
+                alg,
+                output["tokens"][format!("{alg:?}")]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            )
+        })
+        .collect();
+    (output["jwks"].clone(), tokens)
+}
+
+fn uncached(c: &mut Criterion, jwks: &Value, tokens: &[(Algorithm, String)]) {
+    let keys = KeySet::from_jwks(jwks.to_string().as_bytes(), ALGORITHMS).unwrap();
+    let policy = ClaimsPolicy {
+        issuer: ISSUER.to_owned(),
+        audiences: vec!["chat".to_owned()],
+        leeway_seconds: 60,
+    };
+    for (alg, token) in tokens {
+        c.bench_function(&format!("jwt_verify_uncached_{alg:?}"), |b| {
+            b.iter(|| {
+                let unverified = parse(black_box(token), 8192, ALGORITHMS).unwrap();
+                let KeyLookup::Found(key) =
+                    keys.lookup(unverified.jws.kid.as_deref(), unverified.jws.algorithm)
+                else {
+                    panic!("key")
+                };
+                assert!(unverified.jws.signature_matches(&key.key));
+                policy.check(&unverified.claims, now()).unwrap()
+            })
+        });
+    }
+}
+
+/// An Ed25519 key of our own (rcgen), to sign the large working set quickly.
+fn own_ed25519() -> (EncodingKey, Value) {
+    use base64::Engine;
+    let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let x = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(pair.public_key_raw());
+    let key = EncodingKey::from_ed_pem(pair.serialize_pem().as_bytes()).unwrap();
+    (
+        key,
+        json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": x, "kid": "own"}]}),
+    )
+}
+
+fn cache_hit(c: &mut Criterion) {
+    let (signing_key, jwks) = own_ed25519();
+    let dir = tempfile::tempdir().unwrap();
+    let keys_file = dir.path().join("jwks.json");
+    std::fs::write(&keys_file, jwks.to_string()).unwrap();
+    let settings = ProviderSettings {
+        customer_id: "customer123".into(),
+        provider_id: 456,
+        issuer: ISSUER.into(),
+        keys: KeySource::File { path: keys_file },
+        audiences: vec!["chat".into()],
+        algorithms: vec![Algorithm::EdDSA],
+        leeway_seconds: 60,
+        max_token_bytes: 8192,
+        jwks: JwksTiming {
+            refresh: Duration::from_secs(300),
+            min_refresh: Duration::from_secs(60),
+            max_refresh: Duration::from_secs(3600),
+            refetch_cooldown: Duration::from_secs(30),
+            max_stale: Duration::from_secs(3600),
+            fetch_timeout: Duration::from_secs(1),
+        },
+    };
+    let metrics = Arc::new(Metrics::new());
+    let keys = Arc::new(ProviderKeys::new(&settings, metrics.clone()).unwrap());
+    let cache = CacheSettings {
+        capacity: 1_000_000,
+        ttl: Duration::from_secs(3600),
+    };
+    let authenticator =
+        JwtAuthenticator::new(vec![JwtProvider::new(&settings, keys)], &cache, metrics);
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.kid = Some("own".into());
+    let tokens: Vec<String> = (0..working_set())
+        .map(|n| encode(&header, &claims(n), &signing_key).unwrap())
+        .collect();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let scope = TenantScope::default();
+    runtime.block_on(async {
+        for token in &tokens {
+            assert!(matches!(
+                authenticator.verify(token, &scope).await,
+                AuthOutcome::Allow(_)
+            ));
+        }
+    });
+    let mut next = 0;
+    c.bench_function("jwt_cache_hit_working_set", |b| {
+        b.to_async(&runtime).iter(|| {
+            next = (next + 7919) % tokens.len();
+            let token = &tokens[next];
+            let authenticator = &authenticator;
+            let scope = &scope;
+            async move {
+                matches!(
+                    authenticator.verify(token, scope).await,
+                    AuthOutcome::Allow(_)
+                )
+            }
+        })
+    });
+}
+
+fn benches(c: &mut Criterion) {
+    let (jwks, tokens) = minted();
+    uncached(c, &jwks, &tokens);
+    cache_hit(c);
+}
+
+criterion_group!(jwt, benches);
+criterion_main!(jwt);
