@@ -6,6 +6,7 @@ use crate::auth::{Authenticators, JwtAuthenticator};
 use crate::config::{Config, StoreSettings};
 use crate::converse::ConverseService;
 use crate::endpoints::Endpoints;
+use crate::exchange::ExchangeService;
 use crate::jwks::{JwksService, ProviderKeys};
 use crate::lifecycle::{Lifecycle, LifecycleService, ReadinessCheck};
 use crate::listeners::ListenAddress;
@@ -22,6 +23,9 @@ use pingora::services::listening::Service;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tracing::info;
+
+/// How often expired records are purged when `[converse]` does not say.
+const DEFAULT_PURGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Runtime shutdown timeout after the drain: tasks still running then are cancelled.
 const RUNTIME_SHUTDOWN_SECONDS: u64 = 5;
@@ -110,7 +114,29 @@ fn build_services(
     config: &Config,
     metrics: &Arc<Metrics>,
 ) -> Result<Services, Box<dyn std::error::Error>> {
-    let (converse, purge) = build_converse(config, metrics)?;
+    let needs_store = config.converse.is_some() || config.exchange.is_some();
+    let store = needs_store
+        .then(|| open_store(config, metrics))
+        .transpose()?;
+    let purge = store.clone().map(|store| PurgeService {
+        store,
+        interval: config
+            .converse
+            .as_ref()
+            .map_or(DEFAULT_PURGE_INTERVAL, |converse| converse.purge_interval),
+    });
+    let converse = config
+        .converse
+        .as_ref()
+        .zip(store.clone())
+        .map(|(settings, store)| {
+            Arc::new(ConverseService::new(
+                settings.clone(),
+                &config.cache,
+                store,
+                metrics.clone(),
+            ))
+        });
     let provider_keys = config
         .identity_providers
         .iter()
@@ -129,13 +155,27 @@ fn build_services(
             metrics.clone(),
         ))
     });
+    let exchange =
+        config
+            .exchange
+            .as_ref()
+            .zip(jwt.clone())
+            .zip(store)
+            .map(|((settings, jwt), store)| {
+                Arc::new(ExchangeService::new(
+                    settings.clone(),
+                    &config.identity_providers,
+                    jwt,
+                    store,
+                ))
+            });
     let readiness = provider_keys
         .iter()
         .map(|keys| keys.clone() as Arc<dyn ReadinessCheck>)
         .collect();
     Ok(Services {
-        authenticators: Authenticators::new(converse.clone(), jwt),
-        endpoints: Endpoints { converse },
+        authenticators: Authenticators::new(converse.clone(), jwt, exchange.clone()),
+        endpoints: Endpoints { converse, exchange },
         readiness,
         purge,
         jwks: (!provider_keys.is_empty()).then_some(JwksService {
@@ -144,29 +184,17 @@ fn build_services(
     })
 }
 
-/// The Converse token service and the purge of its expired tokens.
-type ConverseParts = (Option<Arc<ConverseService>>, Option<PurgeService>);
-
-/// Opens the store and builds the Converse token service, when `[converse]` is configured.
-fn build_converse(
+/// Opens the configured store, counting its operations.
+fn open_store(
     config: &Config,
     metrics: &Arc<Metrics>,
-) -> Result<ConverseParts, Box<dyn std::error::Error>> {
-    let Some(converse) = &config.converse else {
-        return Ok((None, None));
-    };
-    let store: Arc<dyn Store> = match &config.store {
+) -> Result<Arc<dyn Store>, Box<dyn std::error::Error>> {
+    Ok(match &config.store {
         StoreSettings::Sqlite { path } => Arc::new(MeteredStore::new(
             Box::new(SqliteStore::open(path)?),
             metrics.clone(),
         )),
-    };
-    let purge = PurgeService {
-        store: store.clone(),
-        interval: converse.purge_interval,
-    };
-    let service = ConverseService::new(converse.clone(), &config.cache, store, metrics.clone());
-    Ok((Some(Arc::new(service)), Some(purge)))
+    })
 }
 
 fn resolve_all(listen: &[String]) -> Result<Vec<ListenAddress>, Box<dyn std::error::Error>> {

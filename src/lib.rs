@@ -19,6 +19,7 @@ pub mod config;
 pub mod converse;
 pub mod endpoints;
 pub mod error;
+pub mod exchange;
 pub mod headers;
 pub mod jwks;
 pub mod jwt;

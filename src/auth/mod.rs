@@ -4,11 +4,13 @@
 //! module of its own and knows only its own credential.
 
 mod converse;
+pub mod exchange;
 pub mod jwt;
 mod none;
 mod principal;
 
 pub use converse::ConverseAuthenticator;
+pub use exchange::ExchangeAuthenticator;
 pub use jwt::JwtAuthenticator;
 pub use none::NoneAuthenticator;
 pub use principal::{Principal, Tenant};
@@ -29,8 +31,10 @@ pub struct AuthRequest<'a> {
     pub uri: &'a Uri,
     pub headers: &'a HeaderMap,
     pub client_ip: Option<IpAddr>,
-    /// The route's accepted identity providers (for `jwt`).
+    /// The route's accepted identity providers (for `jwt` and `exchange`).
     pub tenants: &'a TenantScope,
+    /// The JSON body, read only on routes that accept credentials in it (`exchange`).
+    pub body: Option<&'a serde_json::Map<String, serde_json::Value>>,
 }
 
 /// Why a presented credential was refused. Clients only ever see the mapped envelope.
@@ -86,6 +90,7 @@ pub trait Authenticator: Send + Sync + std::fmt::Debug {
 pub struct Available {
     pub converse: bool,
     pub jwt: bool,
+    pub exchange: bool,
 }
 
 /// The authenticator names a route may list.
@@ -122,8 +127,12 @@ impl AuthKind {
             AuthKind::Jwt => Err(
                 "authenticator \"jwt\" needs at least one [[identity_providers]] entry".to_owned(),
             ),
+            AuthKind::Exchange if available.exchange => Ok(()),
+            AuthKind::Exchange => {
+                Err("authenticator \"exchange\" needs an [exchange] section".to_owned())
+            }
             other => Err(format!(
-                "authenticator \"{}\" is not available in this version of keyway (available: \"none\", \"converse\", \"jwt\")",
+                "authenticator \"{}\" is not available in this version of keyway (available: \"none\", \"converse\", \"jwt\", \"exchange\")",
                 other.name()
             )),
         }
@@ -145,18 +154,23 @@ pub struct Authenticators {
     none: Arc<dyn Authenticator>,
     converse: Option<Arc<dyn Authenticator>>,
     jwt: Option<Arc<dyn Authenticator>>,
+    exchange: Option<Arc<dyn Authenticator>>,
 }
 
 impl Authenticators {
     pub fn new(
         converse: Option<Arc<crate::converse::ConverseService>>,
         jwt: Option<Arc<JwtAuthenticator>>,
+        exchange: Option<Arc<crate::exchange::ExchangeService>>,
     ) -> Self {
         let converse = converse.map(|service| Arc::new(ConverseAuthenticator::new(service)));
         Authenticators {
             none: Arc::new(NoneAuthenticator),
             converse: converse.map(|authenticator| authenticator as Arc<dyn Authenticator>),
             jwt: jwt.map(|authenticator| authenticator as Arc<dyn Authenticator>),
+            exchange: exchange.map(|service| {
+                Arc::new(ExchangeAuthenticator::new(service)) as Arc<dyn Authenticator>
+            }),
         }
     }
 
@@ -166,7 +180,8 @@ impl Authenticators {
             AuthKind::None => Some(&self.none),
             AuthKind::Converse => self.converse.as_ref(),
             AuthKind::Jwt => self.jwt.as_ref(),
-            AuthKind::Exchange | AuthKind::HostedEmail => None,
+            AuthKind::Exchange => self.exchange.as_ref(),
+            AuthKind::HostedEmail => None,
         }
     }
 
@@ -230,6 +245,7 @@ mod tests {
             headers: &headers,
             client_ip: None,
             tenants: &TenantScope::default(),
+            body: None,
         };
         authenticate_any(&list, &request, &Metrics::new()).await
     }
@@ -276,28 +292,27 @@ mod tests {
         let all = Available {
             converse: true,
             jwt: true,
+            exchange: true,
         };
         let nothing = Available::default();
+        let refusal = |kind: AuthKind| kind.check_available(nothing).unwrap_err();
+        for kind in [
+            AuthKind::None,
+            AuthKind::Converse,
+            AuthKind::Jwt,
+            AuthKind::Exchange,
+        ] {
+            assert!(kind.check_available(all).is_ok(), "{kind:?}");
+        }
         assert!(AuthKind::None.check_available(nothing).is_ok());
-        assert!(AuthKind::Converse.check_available(all).is_ok());
+        assert!(refusal(AuthKind::Converse).contains("[converse]"));
+        assert!(refusal(AuthKind::Jwt).contains("identity_providers"));
+        assert!(refusal(AuthKind::Exchange).contains("[exchange]"));
         assert!(
-            AuthKind::Converse
-                .check_available(nothing)
-                .unwrap_err()
-                .contains("[converse]")
-        );
-        assert!(AuthKind::Jwt.check_available(all).is_ok());
-        assert!(
-            AuthKind::Jwt
-                .check_available(nothing)
-                .unwrap_err()
-                .contains("identity_providers")
-        );
-        assert!(
-            AuthKind::Exchange
+            AuthKind::HostedEmail
                 .check_available(all)
                 .unwrap_err()
-                .contains("\"exchange\"")
+                .contains("\"hosted_email\"")
         );
         assert!(AuthKind::parse("basic").is_none());
     }

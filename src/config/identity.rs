@@ -1,7 +1,7 @@
 //! `[[identity_providers]]`: compiled settings and their validation.
 
 use super::ConfigProblem;
-use super::raw::RawIdentityProvider;
+use super::raw::{RawExchange, RawIdentityProvider};
 use super::secret::Secret;
 use jsonwebtoken::Algorithm;
 use std::path::{Path, PathBuf};
@@ -217,5 +217,48 @@ fn compile_provider(
             max_stale: Duration::from_secs(raw.max_stale_seconds),
             fetch_timeout: Duration::from_millis(raw.fetch_timeout_ms),
         },
+    }
+}
+
+/// `[exchange]`: the PKCE-bound userInfoId exchange of seed 003.
+#[derive(Debug, Clone)]
+pub struct ExchangeSettings {
+    /// Without trailing slash, e.g. `/api/authenticate`.
+    pub api_prefix: String,
+    pub ttl: Duration,
+    pub single_use: bool,
+    pub claims: Vec<String>,
+}
+
+pub fn compile_exchange(
+    raw: &RawExchange,
+    providers: &[ProviderSettings],
+    problems: &mut Vec<ConfigProblem>,
+) -> ExchangeSettings {
+    let mut fail = |field: &str, message: &str| {
+        problems.push(ConfigProblem::new(format!("exchange.{field}"), message))
+    };
+    let api_prefix = raw.api_prefix.trim_end_matches('/').to_owned();
+    if api_prefix.is_empty() || crate::routing::validate_prefix(&format!("{api_prefix}/")).is_err()
+    {
+        fail(
+            "api_prefix",
+            "must be a literal path such as \"/api/authenticate\"",
+        );
+    }
+    if !(1..=86_400).contains(&raw.ttl_seconds) {
+        fail("ttl_seconds", "must be between 1 and 86400");
+    }
+    if providers.is_empty() {
+        fail(
+            "api_prefix",
+            "the exchange needs at least one [[identity_providers]] entry",
+        );
+    }
+    ExchangeSettings {
+        api_prefix,
+        ttl: Duration::from_secs(raw.ttl_seconds),
+        single_use: raw.single_use,
+        claims: raw.claims.clone(),
     }
 }

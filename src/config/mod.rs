@@ -28,6 +28,8 @@ pub struct Config {
     pub converse: Option<ConverseSettings>,
     /// `[[identity_providers]]`: JWT issuers, for `auth = ["jwt"]`.
     pub identity_providers: Vec<identity::ProviderSettings>,
+    /// Present when `[exchange]` is configured: the userInfoId API and `auth = ["exchange"]`.
+    pub exchange: Option<identity::ExchangeSettings>,
 }
 
 #[derive(Debug, Clone)]

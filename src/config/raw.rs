@@ -26,6 +26,23 @@ pub struct RawConfig {
     pub converse: Option<RawConverse>,
     #[serde(default)]
     pub identity_providers: Vec<RawIdentityProvider>,
+    pub exchange: Option<RawExchange>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RawExchange {
+    /// Serves `POST {api_prefix}/{customerId}[?providerId=N]`.
+    #[serde(default = "default_exchange_prefix")]
+    pub api_prefix: String,
+    /// Longest life of a userInfoId (never past the exchanged token's `exp`).
+    #[serde(default = "default_exchange_ttl")]
+    pub ttl_seconds: u64,
+    /// A userInfoId redeems once.
+    #[serde(default = "default_true")]
+    pub single_use: bool,
+    /// Token claims kept with the userInfoId (for identity headers).
+    #[serde(default = "default_exchange_claims")]
+    pub claims: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -365,4 +382,13 @@ fn default_max_stale() -> u64 {
 }
 fn default_fetch_timeout_ms() -> u64 {
     2_000
+}
+fn default_exchange_prefix() -> String {
+    "/api/authenticate".to_owned()
+}
+fn default_exchange_ttl() -> u64 {
+    600
+}
+fn default_exchange_claims() -> Vec<String> {
+    ["sub", "email", "name"].map(str::to_owned).to_vec()
 }

@@ -1,7 +1,7 @@
 //! Raw config -> compiled [`Config`]: every check, every problem named by its key.
 
 use super::converse::{ConverseSettings, compile_cache, compile_converse, compile_store};
-use super::identity::{ProviderSettings, compile_providers};
+use super::identity::{ExchangeSettings, ProviderSettings, compile_exchange, compile_providers};
 use super::raw::{RawConfig, RawRoute, RawServer, RawUpstream};
 use super::secret::Secret;
 use super::{AdminSettings, Config, ConfigProblem, LogSettings, ServerSettings, TlsFiles};
@@ -69,6 +69,10 @@ pub fn compile(raw: RawConfig, base: &Path, problems: &mut Vec<ConfigProblem>) -
         .as_ref()
         .map(|converse| compile_converse(converse, checker.problems));
     let identity_providers = compile_providers(&raw.identity_providers, base, checker.problems);
+    let exchange = raw
+        .exchange
+        .as_ref()
+        .map(|exchange| compile_exchange(exchange, &identity_providers, checker.problems));
     let upstreams = compile_upstreams(&raw.upstreams, base, &mut checker);
     let credentials = compile_credentials(&raw.credentials, &mut checker);
     let context = RouteContext {
@@ -77,6 +81,7 @@ pub fn compile(raw: RawConfig, base: &Path, problems: &mut Vec<ConfigProblem>) -
         default_body_limit: raw.server.max_body_bytes,
         converse: converse.as_ref(),
         providers: &identity_providers,
+        exchange: exchange.as_ref(),
     };
     let routes = compile_routes(&raw, &context, &mut checker);
     Config {
@@ -88,6 +93,7 @@ pub fn compile(raw: RawConfig, base: &Path, problems: &mut Vec<ConfigProblem>) -
         cache,
         converse,
         identity_providers,
+        exchange,
     }
 }
 
@@ -285,6 +291,7 @@ struct RouteContext<'a> {
     default_body_limit: u64,
     converse: Option<&'a ConverseSettings>,
     providers: &'a [ProviderSettings],
+    exchange: Option<&'a ExchangeSettings>,
 }
 
 impl RouteContext<'_> {
@@ -304,25 +311,47 @@ fn compile_routes(raw: &RawConfig, context: &RouteContext, checker: &mut Checker
         check_unique_route(index, route, &raw.routes, checker);
         compiled.extend(compile_route(&key, route, context, checker));
     }
+    let mut builtin = Vec::new();
     if let Some(converse) = context.converse {
-        let builtin = converse_routes(converse, context);
-        for route in &builtin {
-            if compiled
-                .iter()
-                .any(|user: &Route| user.path_prefix == route.path_prefix && user.host.is_none())
-            {
-                checker.fail(
-                    "converse.api_prefix",
-                    format!(
-                        "a [[routes]] entry already uses {:?}, which the token API needs",
-                        route.path_prefix
-                    ),
-                );
-            }
+        builtin.extend(
+            converse_routes(converse, context)
+                .into_iter()
+                .map(|route| ("converse.api_prefix", route)),
+        );
+    }
+    if let Some(exchange) = context.exchange {
+        builtin.push(("exchange.api_prefix", exchange_route(exchange, context)));
+    }
+    for (key, route) in builtin {
+        let taken = compiled
+            .iter()
+            .any(|user: &Route| user.path_prefix == route.path_prefix && user.host.is_none());
+        if taken {
+            checker.fail(
+                key,
+                format!(
+                    "a [[routes]] entry already uses {:?}, which a built-in API needs",
+                    route.path_prefix
+                ),
+            );
         }
-        compiled.extend(builtin);
+        compiled.push(route);
     }
     RouteTable::new(compiled)
+}
+
+/// The exchange API: public (the token in the body is the credential).
+fn exchange_route(exchange: &ExchangeSettings, context: &RouteContext) -> Route {
+    Route::new(
+        "exchange.authenticate".to_owned(),
+        format!("{}/", exchange.api_prefix),
+        None,
+        Some(vec![Method::POST]),
+        RouteTarget::Endpoint(EndpointKind::ExchangeAuthenticate),
+        vec![AuthKind::None],
+        HeaderPolicy::new(context.always_stripped(), Vec::new(), Vec::new()),
+        64 * 1024,
+    )
 }
 
 /// The token API's routes: verify is public, the token calls need a Converse token.
@@ -431,6 +460,7 @@ fn compile_route(
     let available = Available {
         converse: context.converse.is_some(),
         jwt: !context.providers.is_empty(),
+        exchange: context.exchange.is_some(),
     };
     let auth = compile_auth(key, &raw.auth, available, checker);
     check_tenant_scope(key, raw, &auth, context.providers, checker);
@@ -483,10 +513,13 @@ fn check_tenant_scope(
     providers: &[ProviderSettings],
     checker: &mut Checker,
 ) {
-    if (!raw.customers.is_empty() || !raw.providers.is_empty()) && !auth.contains(&AuthKind::Jwt) {
+    let scoped = auth
+        .iter()
+        .any(|kind| matches!(kind, AuthKind::Jwt | AuthKind::Exchange));
+    if (!raw.customers.is_empty() || !raw.providers.is_empty()) && !scoped {
         checker.fail(
             format!("{key}.customers"),
-            "customers and providers restrict \"jwt\" routes only",
+            "customers and providers restrict \"jwt\" and \"exchange\" routes only",
         );
     }
     for (index, customer) in raw.customers.iter().enumerate() {

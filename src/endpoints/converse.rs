@@ -1,6 +1,6 @@
 //! The Converse token API (seed 001): exact shapes, validation before any hashing.
 
-use super::{EndpointRequest, EndpointResponse};
+use super::{EndpointRequest, EndpointResponse, json_object, string_field};
 use crate::config::ConverseSettings;
 use crate::converse::{ConverseService, Lifetime, Login};
 use crate::error::GatewayError;
@@ -98,21 +98,6 @@ fn create_token_flag(query: Option<&str>) -> Result<bool, GatewayError> {
         }
     }
     Ok(flag)
-}
-
-/// Not JSON is 400; JSON that is not an object is 422.
-fn json_object(body: &[u8]) -> Result<Map<String, Value>, GatewayError> {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(object)) => Ok(object),
-        Ok(_) => Err(GatewayError::UnprocessableEntity),
-        Err(_) => Err(GatewayError::BadRequest),
-    }
-}
-
-fn string_field<'a>(body: &'a Map<String, Value>, name: &str) -> Result<&'a str, GatewayError> {
-    body.get(name)
-        .and_then(Value::as_str)
-        .ok_or(GatewayError::UnprocessableEntity)
 }
 
 /// `timeout`: an integer >= 1 (at most `max_timeout_seconds`) or -1; absent means the default.

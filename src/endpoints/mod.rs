@@ -1,12 +1,15 @@
 //! Built-in APIs that keyway answers itself (they are routes too, matched like any other).
 
 mod converse;
+mod exchange;
 
 use crate::auth::Principal;
 use crate::converse::ConverseService;
 use crate::error::GatewayError;
+use crate::exchange::ExchangeService;
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
+use serde_json::{Map, Value};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -19,6 +22,8 @@ pub enum EndpointKind {
     ConverseVerifyToken,
     /// `DELETE {api_prefix}/token/{uuid}`
     ConverseDeleteToken,
+    /// `POST {exchange.api_prefix}/{customerId}[?providerId=N]`
+    ExchangeAuthenticate,
 }
 
 /// A request to a built-in API, body already read (within the route's limit).
@@ -50,6 +55,7 @@ impl EndpointResponse {
 #[derive(Default, Clone)]
 pub struct Endpoints {
     pub converse: Option<Arc<ConverseService>>,
+    pub exchange: Option<Arc<ExchangeService>>,
 }
 
 impl Endpoints {
@@ -58,11 +64,46 @@ impl Endpoints {
         kind: EndpointKind,
         request: EndpointRequest<'_>,
     ) -> Result<EndpointResponse, GatewayError> {
-        let converse = self.converse.as_deref().ok_or(GatewayError::Internal)?;
         match kind {
-            EndpointKind::ConverseVerifyUser => converse::verify_user(converse, request).await,
-            EndpointKind::ConverseVerifyToken => converse::verify_token(converse, request).await,
-            EndpointKind::ConverseDeleteToken => converse::delete_token(converse, request).await,
+            EndpointKind::ConverseVerifyUser => {
+                converse::verify_user(self.converse()?, request).await
+            }
+            EndpointKind::ConverseVerifyToken => {
+                converse::verify_token(self.converse()?, request).await
+            }
+            EndpointKind::ConverseDeleteToken => {
+                converse::delete_token(self.converse()?, request).await
+            }
+            EndpointKind::ExchangeAuthenticate => {
+                exchange::authenticate(self.exchange()?, request).await
+            }
         }
     }
+
+    /// Config validation only creates endpoint routes for configured services.
+    fn converse(&self) -> Result<&ConverseService, GatewayError> {
+        self.converse.as_deref().ok_or(GatewayError::Internal)
+    }
+
+    fn exchange(&self) -> Result<&ExchangeService, GatewayError> {
+        self.exchange.as_deref().ok_or(GatewayError::Internal)
+    }
+}
+
+/// Not JSON is 400; JSON that is not an object is 422.
+pub(crate) fn json_object(body: &[u8]) -> Result<Map<String, Value>, GatewayError> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(object)) => Ok(object),
+        Ok(_) => Err(GatewayError::UnprocessableEntity),
+        Err(_) => Err(GatewayError::BadRequest),
+    }
+}
+
+pub(crate) fn string_field<'a>(
+    body: &'a Map<String, Value>,
+    name: &str,
+) -> Result<&'a str, GatewayError> {
+    body.get(name)
+        .and_then(Value::as_str)
+        .ok_or(GatewayError::UnprocessableEntity)
 }

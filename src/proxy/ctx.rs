@@ -4,6 +4,7 @@ use crate::auth::Principal;
 use crate::error::GatewayError;
 use crate::lifecycle::InFlightGuard;
 use crate::proxy::upstream_errors::ErrorBodyRewrite;
+use crate::proxy::verifier::ForwardRewrite;
 use crate::routing::{Route, RouteTarget};
 use crate::upstream::Upstream;
 use http::HeaderValue;
@@ -30,6 +31,8 @@ pub struct RequestCtx {
     pub upstream_elapsed: Option<Duration>,
     /// Set when an upstream error response is being buffered to be normalised.
     pub error_body: Option<ErrorBodyRewrite>,
+    /// Changes to the upstream request (e.g. the PKCE verifier removed).
+    pub rewrite: ForwardRewrite,
     _in_flight: InFlightGuard,
 }
 
@@ -50,6 +53,7 @@ impl RequestCtx {
             upstream_started: None,
             upstream_elapsed: None,
             error_body: None,
+            rewrite: ForwardRewrite::default(),
             _in_flight: in_flight,
         }
     }

@@ -7,6 +7,7 @@ mod failure;
 mod request;
 mod respond;
 pub mod upstream_errors;
+mod verifier;
 
 pub use ctx::RequestCtx;
 pub use respond::envelope_response;
@@ -102,10 +103,12 @@ impl ProxyHttp for Gateway {
         &self,
         _session: &mut Session,
         body: &mut Option<Bytes>,
-        _end_of_stream: bool,
+        end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        request::count_body(ctx, body.as_ref()).map_err(|error| failure::expected(ctx, error))
+        request::count_body(ctx, body.as_ref()).map_err(|error| failure::expected(ctx, error))?;
+        verifier::apply_to_body(ctx, body, end_of_stream);
+        Ok(())
     }
 
     async fn upstream_peer(
@@ -148,7 +151,7 @@ impl ProxyHttp for Gateway {
                 .headers
                 .apply(upstream_request, &ctx.request_id, principal);
         }
-        Ok(())
+        verifier::apply_to_head(&ctx.rewrite, upstream_request)
     }
 
     async fn upstream_response_filter(

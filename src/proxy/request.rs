@@ -2,41 +2,31 @@
 
 use super::Gateway;
 use super::ctx::RequestCtx;
-use crate::auth::{AuthRequest, authenticate_any};
+use super::verifier;
+use crate::auth::{AuthKind, AuthRequest, authenticate_any};
 use crate::error::GatewayError;
-use crate::routing::{RouteMatch, check_request_target};
+use crate::routing::{Route, RouteMatch, check_request_target};
 use http::header;
 use pingora::http::RequestHeader;
 use pingora::proxy::Session;
+use std::sync::Arc;
 use tracing::debug;
 
 /// Decides whether a request may go upstream; on `Ok` the route and principal are in `ctx`.
 pub async fn admit(
     gateway: &Gateway,
-    session: &Session,
+    session: &mut Session,
     ctx: &mut RequestCtx,
 ) -> Result<(), GatewayError> {
-    let request = session.req_header();
-    let path = check_request_target(request.raw_path()).map_err(|rejection| {
-        debug!(
-            request_id = ctx.request_id(),
-            ?rejection,
-            "request target refused"
-        );
-        GatewayError::BadRequest
-    })?;
-    let host = request_host(request)?;
-    let route = match gateway.routes().lookup(host, path, &request.method) {
-        RouteMatch::Found(route) => route,
-        RouteMatch::MethodNotAllowed { allow } => {
-            return Err(GatewayError::MethodNotAllowed {
-                allow: allow.clone(),
-            });
-        }
-        RouteMatch::NotFound => return Err(GatewayError::NotFound),
-    };
+    let route = match_route(gateway, session.req_header(), ctx)?;
     ctx.route = Some(route.clone());
-    check_declared_length(request, route.max_body_bytes)?;
+    check_declared_length(session.req_header(), route.max_body_bytes)?;
+    let exchange = route.auth.contains(&AuthKind::Exchange);
+    let body = match exchange {
+        true => verifier::read_json_body(session, route.max_body_bytes).await?,
+        false => None,
+    };
+    let request = session.req_header();
     let auth_request = AuthRequest {
         method: &request.method,
         uri: &request.uri,
@@ -46,6 +36,7 @@ pub async fn admit(
             .and_then(|addr| addr.as_inet())
             .map(|addr| addr.ip()),
         tenants: &route.tenants,
+        body: body.as_ref(),
     };
     let principal = authenticate_any(
         gateway.authenticators().for_route(&route.auth),
@@ -54,7 +45,34 @@ pub async fn admit(
     )
     .await?;
     ctx.principal = Some(principal);
+    if exchange {
+        ctx.rewrite = verifier::without_verifier(request, body.as_ref());
+    }
     Ok(())
+}
+
+/// The route for a request whose target passes the path policy.
+fn match_route(
+    gateway: &Gateway,
+    request: &RequestHeader,
+    ctx: &RequestCtx,
+) -> Result<Arc<Route>, GatewayError> {
+    let path = check_request_target(request.raw_path()).map_err(|rejection| {
+        debug!(
+            request_id = ctx.request_id(),
+            ?rejection,
+            "request target refused"
+        );
+        GatewayError::BadRequest
+    })?;
+    let host = request_host(request)?;
+    match gateway.routes().lookup(host, path, &request.method) {
+        RouteMatch::Found(route) => Ok(route.clone()),
+        RouteMatch::MethodNotAllowed { allow } => Err(GatewayError::MethodNotAllowed {
+            allow: allow.clone(),
+        }),
+        RouteMatch::NotFound => Err(GatewayError::NotFound),
+    }
 }
 
 /// The request's host without port: one `Host` header, or the HTTP/2 authority.

@@ -19,12 +19,15 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub enum Namespace {
     /// Converse user tokens.
     ConverseToken,
+    /// userInfoIds of the identity exchange.
+    ExchangeUserInfo,
 }
 
 impl Namespace {
     pub fn as_str(self) -> &'static str {
         match self {
             Namespace::ConverseToken => "converse_token",
+            Namespace::ExchangeUserInfo => "exchange_user_info",
         }
     }
 }

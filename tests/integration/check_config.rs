@@ -85,7 +85,7 @@ addresses = ["127.0.0.1:9000"]
 name = "a"
 path_prefix = "/"
 upstream = "chat"
-auth = ["none", "exchange"]
+auth = ["none", "hosted_email"]
 credentials = "asapp"
 "#;
     // A value that is not a valid header value: the error must name the key, not the value.
@@ -106,7 +106,7 @@ credentials = "asapp"
         "{stderr}"
     );
     assert!(
-        stderr.contains(r#"authenticator "exchange" is not available"#),
+        stderr.contains(r#"authenticator "hosted_email" is not available"#),
         "{stderr}"
     );
 }

@@ -5,6 +5,7 @@ mod support;
 mod check_config;
 mod converse;
 mod errors;
+mod exchange;
 mod forwarding;
 mod jwt;
 mod observability;

@@ -20,6 +20,7 @@ pub struct Received {
     pub method: String,
     pub target: String,
     pub headers: HeaderMap,
+    pub body: Vec<u8>,
 }
 
 impl Received {
@@ -133,10 +134,15 @@ async fn handle(request: Request, log: Arc<Mutex<Vec<Received>>>) -> Response {
         .path_and_query()
         .map_or("/".to_owned(), |pq| pq.to_string());
     let path = request.uri().path().to_owned();
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, 16 * 1024 * 1024)
+        .await
+        .unwrap_or_default();
     let received = Received {
-        method: request.method().to_string(),
+        method: parts.method.to_string(),
         target: target.clone(),
-        headers: request.headers().clone(),
+        headers: parts.headers,
+        body: body.to_vec(),
     };
     log.lock().unwrap().push(received);
     let segments: Vec<&str> = path.split('/').collect();
