@@ -390,3 +390,56 @@ fn jwks_down_at_start_then_down_later_then_garbage() {
         "{metrics}"
     );
 }
+
+#[test]
+fn keys_by_discovery_and_not_past_the_stale_window() {
+    let jwks = JwksServer::start(&json!({"keys": []}));
+    let issuer = format!("http://{}", jwks.address);
+    let tokens: Vec<Value> = (0..2)
+        .map(|n| json!({"name": format!("t{n}"), "key": "ec-1", "alg": "ES256", "claims": claims(json!({"iss": issuer}))}))
+        .collect();
+    let minted =
+        mint(&json!({"keys": [{"kid": "ec-1", "kty": "EC", "crv": "P-256"}], "tokens": tokens}));
+    jwks.serve_keys(&minted.jwks);
+    let backend = Backend::start();
+    let routes = format!(
+        r#"
+[[identity_providers]]
+customer_id = "discovered"
+provider_id = 1
+issuer = "{issuer}"
+audiences = ["chat"]
+algorithms = ["ES256"]
+refresh_seconds = 1
+min_refresh_seconds = 1
+max_stale_seconds = 2
+
+[[routes]]
+name = "chat"
+path_prefix = "/api/chat/"
+upstream = "backend"
+auth = ["jwt"]
+"#
+    );
+    let keyway = Keyway::start(&crate::support::config(backend.address, &routes), &[]);
+    assert_eq!(
+        call(&keyway, "/api/chat/a", minted.token("t0")).status(),
+        200,
+        "keys found through discovery"
+    );
+
+    jwks.set(Reply {
+        status: 500,
+        body: "down".into(),
+        cache_control: None,
+    });
+    std::thread::sleep(Duration::from_millis(3500));
+    let stale = call(&keyway, "/api/chat/b", minted.token("t1"));
+    assert_eq!(
+        stale.status(),
+        503,
+        "keys older than max_stale are not used"
+    );
+    assert_eq!(envelope(&stale.bytes().unwrap()).1, "503-01");
+    assert_eq!(readyz(&keyway), 503);
+}
