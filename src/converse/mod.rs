@@ -139,10 +139,6 @@ impl ConverseService {
         &self.settings
     }
 
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
-    }
-
     /// `POST /api/user/verify`: checks the password; with `create_token`, issues a token.
     pub async fn login(&self, login: Login<'_>) -> Result<Option<Uuid>, GatewayError> {
         let account = login.email.trim().to_lowercase();

@@ -106,14 +106,6 @@ impl KeySet {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.keys.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
-    }
-
     /// Finds the key for a token. A set whose keys carry no `kid` (a configured secret, a
     /// kid-less JWKS) ignores the token's `kid` and needs exactly one candidate for the `alg`.
     pub fn lookup(&self, kid: Option<&str>, algorithm: Algorithm) -> KeyLookup<'_> {

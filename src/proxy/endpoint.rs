@@ -28,10 +28,7 @@ pub async fn serve(
         headers: &request.headers,
         body,
         principal,
-        client_ip: session
-            .client_addr()
-            .and_then(|addr| addr.as_inet())
-            .map(|addr| addr.ip()),
+        client_ip: super::request::client_ip(session),
     };
     let response = gateway.endpoints().serve(kind, endpoint_request).await?;
     write(session, ctx, response)

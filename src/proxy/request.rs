@@ -22,19 +22,17 @@ pub async fn admit(
     ctx.route = Some(route.clone());
     check_declared_length(session.req_header(), route.max_body_bytes)?;
     let exchange = route.auth.contains(&AuthKind::Exchange);
-    let body = match exchange {
-        true => verifier::read_json_body(session, route.max_body_bytes).await?,
-        false => None,
+    let body = if exchange {
+        verifier::read_json_body(session, route.max_body_bytes).await?
+    } else {
+        None
     };
     let request = session.req_header();
     let auth_request = AuthRequest {
         method: &request.method,
         uri: &request.uri,
         headers: &request.headers,
-        client_ip: session
-            .client_addr()
-            .and_then(|addr| addr.as_inet())
-            .map(|addr| addr.ip()),
+        client_ip: client_ip(session),
         tenants: &route.tenants,
         body: body.as_ref(),
     };
@@ -49,6 +47,14 @@ pub async fn admit(
         ctx.rewrite = verifier::without_verifier(request, body.as_ref());
     }
     Ok(())
+}
+
+/// The client's IP address, when it connected over TCP.
+pub fn client_ip(session: &Session) -> Option<std::net::IpAddr> {
+    session
+        .client_addr()
+        .and_then(|addr| addr.as_inet())
+        .map(|addr| addr.ip())
 }
 
 /// The route for a request whose target passes the path policy.
