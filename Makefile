@@ -6,7 +6,7 @@ SHELL := /bin/bash
 export ASAPP_API_ID ?= demo-asapp-api-id
 export ASAPP_API_SECRET ?= demo-asapp-api-secret
 
-.PHONY: deps run test bench
+.PHONY: deps run test bench bench-load
 
 deps:
 	@command -v cmake >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake >/dev/null; }
@@ -19,12 +19,21 @@ run: deps
 	trap 'kill $$backend' EXIT; \
 	./target/release/keyway --config config.toml run
 
-# Formatting, lints, unit + integration tests, and a one-pass smoke run of the benchmarks.
+# Formatting, lints, unit + integration tests, and one-pass smoke runs of the benchmarks
+# (the load benchmark for a second per case, so it cannot rot).
 test: deps
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
 	cargo test --all-targets
+	cargo build --release
+	python3 bench/load.py --smoke --out target/bench-smoke
 
 bench: deps
 	cargo bench --bench hot_path
 	cargo bench --bench jwt
+
+# The side-by-side load benchmark against nginx and HAProxy (installs them and wrk if missing);
+# writes bench/results/results.json and results.svg.
+bench-load: deps
+	cargo build --release
+	python3 bench/load.py
