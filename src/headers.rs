@@ -47,6 +47,16 @@ pub fn normalise_name(name: &str) -> String {
     name.to_ascii_lowercase().replace('_', "-")
 }
 
+/// Whether a header name (as `http` stores it: lower case) is `normalised` once `_` reads as
+/// `-`. Allocation-free: it runs for every header of every request.
+pub fn same_header(name: &str, normalised: &str) -> bool {
+    name.len() == normalised.len()
+        && name
+            .bytes()
+            .zip(normalised.bytes())
+            .all(|(a, b)| a == b || (a == b'_' && b == b'-'))
+}
+
 impl HeaderPolicy {
     /// `strip`: extra names to remove; `inject`: credential headers; `identity`: header <- claim.
     pub fn new<'a>(
@@ -84,8 +94,9 @@ impl HeaderPolicy {
     }
 
     fn is_protected(&self, name: &str) -> bool {
-        let normalised = name.replace('_', "-");
-        self.protected.binary_search(&normalised).is_ok()
+        self.protected
+            .iter()
+            .any(|protected| same_header(name, protected))
     }
 
     /// Rewrites an upstream request: strip, then set the request id, credentials and identity.
@@ -152,7 +163,11 @@ fn strip_connection_nominees(request: &mut RequestHeader) -> bool {
         let doomed: Vec<HeaderName> = request
             .headers
             .keys()
-            .filter(|name| nominees.contains(&name.as_str().replace('_', "-")))
+            .filter(|name| {
+                nominees
+                    .iter()
+                    .any(|nominee| same_header(name.as_str(), nominee))
+            })
             .cloned()
             .collect();
         for name in doomed {
@@ -210,6 +225,14 @@ mod tests {
         assert!(request.headers.get("connection").is_none());
         assert_eq!(request.headers.get("x-request-id").unwrap(), "rid");
         assert_eq!(request.headers.get("x-other").unwrap(), "stays");
+    }
+
+    #[test]
+    fn same_header_reads_underscore_as_dash() {
+        assert!(same_header("asapp_api_secret", "asapp-api-secret"));
+        assert!(same_header("asapp-api-secret", "asapp-api-secret"));
+        assert!(!same_header("asapp-api-secretx", "asapp-api-secret"));
+        assert!(!same_header("asapp-api-id", "asapp-api-secret"));
     }
 
     #[test]

@@ -116,6 +116,7 @@ impl LifecycleService {
             tokio::time::sleep(POLL).await;
         }
         info!(abandoned = self.lifecycle.in_flight(), "drained; exiting");
+        crate::logging::flush();
         std::process::exit(0)
     }
 }

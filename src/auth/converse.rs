@@ -3,7 +3,7 @@
 use super::{AuthDenial, AuthOutcome, AuthRequest, Authenticator};
 use crate::converse::ConverseService;
 use crate::error::GatewayError;
-use crate::headers::normalise_name;
+use crate::headers::{normalise_name, same_header};
 use async_trait::async_trait;
 use std::sync::Arc;
 
@@ -37,7 +37,7 @@ impl Authenticator for ConverseAuthenticator {
         let mut presented = request
             .headers
             .iter()
-            .filter(|(name, _)| normalise_name(name.as_str()) == self.header)
+            .filter(|(name, _)| same_header(name.as_str(), &self.header))
             .map(|(_, value)| value.to_str().unwrap_or(""));
         let Some(token) = presented.next() else {
             return AuthOutcome::NotPresent;
