@@ -471,7 +471,7 @@ def svg(document):
     rows = []
     for index, (case, result) in enumerate(cases.items()):
         y = top + index * bar_height
-        length = (width - left - 110) * result["rps"] / peak
+        length = (width - left - 210) * result["rps"] / peak
         colour = "#4c78a8" if result["name"].startswith("keyway") else "#9d9d9d"
         rows.append(f'<text x="{left - 8}" y="{y + 17}" text-anchor="end">{case}. {result["name"]}</text>'
                     f'<rect x="{left}" y="{y + 4}" width="{length:.1f}" height="{bar_height - 8}" fill="{colour}"/>'
