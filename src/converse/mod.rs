@@ -15,7 +15,7 @@ use crate::config::CacheSettings;
 use crate::config::converse::ConverseSettings;
 use crate::error::GatewayError;
 use crate::metrics::Metrics;
-use crate::store::{Namespace, Record, SecretKey, Store, now_ms};
+use crate::store::{Namespace, Record, SecretKey, Store, get_json, now_ms};
 use directory::Directory;
 use lockout::{Gate, Lockout};
 use moka::sync::Cache;
@@ -179,8 +179,7 @@ impl ConverseService {
         let key = SecretKey::of(token.hyphenated().to_string().as_bytes());
         self.store
             .put(Namespace::ConverseToken, &key, &record)
-            .await
-            .map_err(unavailable)?;
+            .await?;
         self.metrics.token_issued();
         Ok(token)
     }
@@ -214,11 +213,7 @@ impl ConverseService {
         }
         let key = SecretKey::of(token.as_bytes());
         self.cache.invalidate(&key);
-        let removed = self
-            .store
-            .remove(Namespace::ConverseToken, &key)
-            .await
-            .map_err(unavailable)?;
+        let removed = self.store.remove(Namespace::ConverseToken, &key).await?;
         if !removed {
             return Err(GatewayError::NotFound);
         }
@@ -242,19 +237,12 @@ impl ConverseService {
             return Ok(None);
         }
         self.metrics.observe_cache(CACHE_NAME, false);
-        let Some(record) = self
-            .store
-            .get(Namespace::ConverseToken, &key)
-            .await
-            .map_err(unavailable)?
-        else {
+        let loaded =
+            get_json::<StoredToken>(self.store.as_ref(), Namespace::ConverseToken, &key).await;
+        let Some((stored, expires_at_ms)) = loaded? else {
             return Ok(None);
         };
-        let Ok(stored) = serde_json::from_slice::<StoredToken>(&record.value) else {
-            warn!(?key, "unreadable token record");
-            return Ok(None);
-        };
-        let expiry = record.expires_at_ms.unwrap_or(NEVER);
+        let expiry = expires_at_ms.unwrap_or(NEVER);
         let live = Arc::new(LiveToken {
             admin: self.directory.is_admin(&stored.email),
             email: stored.email,
@@ -294,11 +282,6 @@ impl ConverseService {
             }
         });
     }
-}
-
-fn unavailable(error: crate::store::StoreError) -> GatewayError {
-    warn!(%error, "store unavailable");
-    GatewayError::ServiceUnavailable
 }
 
 #[cfg(test)]

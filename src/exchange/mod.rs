@@ -12,12 +12,11 @@ use crate::auth::{AuthDenial, AuthOutcome, JwtAuthenticator, Principal, Tenant};
 use crate::config::identity::{ExchangeSettings, ProviderSettings};
 use crate::error::GatewayError;
 use crate::routing::TenantScope;
-use crate::store::{Namespace, Record, SecretKey, Store, now_ms};
+use crate::store::{Namespace, Record, SecretKey, Store, get_json, now_ms};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::sync::Arc;
-use tracing::warn;
 
 /// What `POST /api/authenticate/{customerId}` asks for, already shaped.
 #[derive(Debug)]
@@ -114,8 +113,7 @@ impl ExchangeService {
         let key = SecretKey::of(user_info_id.as_bytes());
         self.store
             .put(Namespace::ExchangeUserInfo, &key, &record)
-            .await
-            .map_err(unavailable)?;
+            .await?;
         Ok(user_info_id)
     }
 
@@ -131,16 +129,9 @@ impl ExchangeService {
             return Ok(None);
         }
         let key = SecretKey::of(user_info_id.as_bytes());
-        let Some(record) = self
-            .store
-            .get(Namespace::ExchangeUserInfo, &key)
-            .await
-            .map_err(unavailable)?
-        else {
-            return Ok(None);
-        };
-        let Ok(user_info) = serde_json::from_slice::<UserInfo>(&record.value) else {
-            warn!(?key, "unreadable userInfo record");
+        let loaded =
+            get_json::<UserInfo>(self.store.as_ref(), Namespace::ExchangeUserInfo, &key).await;
+        let Some((user_info, _)) = loaded? else {
             return Ok(None);
         };
         if !scope.admits(&user_info.customer, user_info.provider)
@@ -148,12 +139,7 @@ impl ExchangeService {
         {
             return Ok(None);
         }
-        if self.settings.single_use
-            && !self
-                .store
-                .remove(Namespace::ExchangeUserInfo, &key)
-                .await
-                .map_err(unavailable)?
+        if self.settings.single_use && !self.store.remove(Namespace::ExchangeUserInfo, &key).await?
         {
             // Another redemption won the race.
             return Ok(None);
@@ -191,11 +177,6 @@ fn new_user_info_id() -> Result<String, GatewayError> {
         "usr_{}",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
     ))
-}
-
-fn unavailable(error: crate::store::StoreError) -> GatewayError {
-    warn!(%error, "store unavailable");
-    GatewayError::ServiceUnavailable
 }
 
 #[cfg(test)]

@@ -37,7 +37,7 @@ pub async fn serve(
 }
 
 /// The whole request body, refused with 413 as soon as it passes `limit`.
-async fn read_body(session: &mut Session, limit: u64) -> Result<Bytes, GatewayError> {
+pub(super) async fn read_body(session: &mut Session, limit: u64) -> Result<Bytes, GatewayError> {
     let mut body = BytesMut::new();
     while let Some(chunk) = session
         .read_request_body()

@@ -8,7 +8,7 @@ use super::ctx::RequestCtx;
 use crate::auth::exchange::query_param;
 use crate::error::GatewayError;
 use crate::jwt::strict_json;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::{Uri, header};
 use pingora::http::RequestHeader;
 use pingora::proxy::Session;
@@ -37,17 +37,7 @@ pub async fn read_json_body(
     }
     let limit = limit.min(MAX_CREDENTIAL_BODY);
     session.as_mut().enable_retry_buffering();
-    let mut body = BytesMut::new();
-    while let Some(chunk) = session
-        .read_request_body()
-        .await
-        .map_err(|_| GatewayError::BadRequest)?
-    {
-        if (body.len() + chunk.len()) as u64 > limit {
-            return Err(GatewayError::PayloadTooLarge);
-        }
-        body.extend_from_slice(&chunk);
-    }
+    let body = super::endpoint::read_body(session, limit).await?;
     Ok(strict_json::parse_object(&body))
 }
 

@@ -82,6 +82,14 @@ impl std::fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
+/// A store failure reaches clients as 503-01 (never as "valid"); the cause goes to the log.
+impl From<StoreError> for crate::error::GatewayError {
+    fn from(error: StoreError) -> Self {
+        tracing::warn!(%error, "store unavailable");
+        crate::error::GatewayError::ServiceUnavailable
+    }
+}
+
 pub type StoreResult<T> = Result<T, StoreError>;
 
 #[async_trait]
@@ -105,6 +113,25 @@ pub trait Store: Send + Sync {
 
     /// Deletes every expired record; returns how many.
     async fn purge_expired(&self, now_ms: i64) -> StoreResult<u64>;
+}
+
+/// A record whose value is JSON, read back: `None` when missing, expired or unreadable (an
+/// unreadable record is logged and treated as absent, never as valid).
+pub async fn get_json<T: serde::de::DeserializeOwned>(
+    store: &dyn Store,
+    namespace: Namespace,
+    key: &SecretKey,
+) -> StoreResult<Option<(T, Option<i64>)>> {
+    let Some(record) = store.get(namespace, key).await? else {
+        return Ok(None);
+    };
+    match serde_json::from_slice(&record.value) {
+        Ok(value) => Ok(Some((value, record.expires_at_ms))),
+        Err(_) => {
+            tracing::warn!(namespace = namespace.as_str(), ?key, "unreadable record");
+            Ok(None)
+        }
+    }
 }
 
 /// Wall-clock Unix milliseconds: expiries must survive restarts, so not `Instant`.
