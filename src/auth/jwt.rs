@@ -185,7 +185,7 @@ async fn verify_with(
     let KeyLookup::Found(key) = keys.lookup(kid, algorithm) else {
         return Verdict::Deny(Denial::NoKey);
     };
-    if !unverified.jws.signature_matches(&key.key) {
+    if !key.signed(&unverified.jws) {
         return Verdict::Deny(Denial::Signature);
     }
     match provider.policy.check(&unverified.claims, now_ms() / 1000) {

@@ -1,10 +1,13 @@
 //! Verification keys from a JWK set, filtered to what a provider may use.
 //!
 //! Ignored (never an error for the whole set): `use = "enc"`, `key_ops` without `verify`,
-//! RSA moduli under 2048 bits, `oct` keys (HMAC secrets never come from a JWKS), curves
-//! jsonwebtoken cannot verify, and any key whose `alg` is outside the provider's allow-list.
+//! RSA moduli under 2048 bits, `oct` keys (HMAC secrets never come from a JWKS), curves other
+//! than P-256, P-384 and Ed25519, and any key whose `alg` is outside the provider's allow-list.
 
-use jsonwebtoken::{Algorithm, DecodingKey};
+use super::Jws;
+use super::verifier::{KeyMaterial, Verifiers};
+use base64::Engine;
+use jsonwebtoken::Algorithm;
 use serde_json::Value;
 use std::str::FromStr;
 
@@ -14,7 +17,31 @@ const MIN_RSA_BITS: usize = 2048;
 pub struct VerificationKey {
     pub kid: Option<String>,
     pub algorithms: Vec<Algorithm>,
-    pub key: DecodingKey,
+    verifiers: Verifiers,
+}
+
+impl VerificationKey {
+    fn new(
+        kid: Option<String>,
+        material: &KeyMaterial<'_>,
+        candidates: &[Algorithm],
+    ) -> Option<Self> {
+        let verifiers = Verifiers::new(material, candidates);
+        let algorithms = verifiers.algorithms();
+        (!algorithms.is_empty()).then_some(VerificationKey {
+            kid,
+            algorithms,
+            verifiers,
+        })
+    }
+
+    /// Whether this key signed `jws` (with the algorithm its header names).
+    pub fn signed(&self, jws: &Jws<'_>) -> bool {
+        jws.signature_bytes().is_some_and(|signature| {
+            self.verifiers
+                .verify(jws.algorithm, jws.signing_input().as_bytes(), &signature)
+        })
+    }
 }
 
 /// The keys of one provider.
@@ -22,9 +49,6 @@ pub struct VerificationKey {
 pub struct KeySet {
     keys: Vec<VerificationKey>,
 }
-
-/// One of jsonwebtoken's PEM readers.
-type PemDecoder = fn(&[u8]) -> jsonwebtoken::errors::Result<DecodingKey>;
 
 /// The result of looking a token's key up.
 pub enum KeyLookup<'a> {
@@ -53,37 +77,16 @@ impl KeySet {
         Ok(KeySet { keys })
     }
 
-    /// A PEM public key (`keys_file`): RSA, EC or Ed25519, tried in that order. The key is the
-    /// operator's own, so the JWKS filters on `use`/`key_ops`/size do not apply.
+    /// A PEM public key (`keys_file`): RSA, EC or Ed25519. The key is the operator's own, so
+    /// the JWKS filters on `use`/`key_ops`/size do not apply.
     pub fn from_pem(pem: &[u8], allowed: &[Algorithm]) -> Result<KeySet, String> {
-        use Algorithm::*;
-        let candidates: [(PemDecoder, &[Algorithm]); 3] = [
-            (
-                DecodingKey::from_rsa_pem,
-                &[RS256, RS384, RS512, PS256, PS384, PS512],
-            ),
-            (DecodingKey::from_ec_pem, &[ES256, ES384]),
-            (DecodingKey::from_ed_pem, &[EdDSA]),
-        ];
-        let (key, compatible) = candidates
-            .into_iter()
-            .find_map(|(decode, algorithms)| decode(pem).ok().map(|key| (key, algorithms)))
-            .ok_or_else(|| "not an RSA, EC or Ed25519 public key in PEM".to_owned())?;
-        let algorithms: Vec<Algorithm> = compatible
-            .iter()
-            .copied()
-            .filter(|alg| allowed.contains(alg))
-            .collect();
-        if algorithms.is_empty() {
-            return Err("the key cannot verify any allowed algorithm".to_owned());
-        }
-        Ok(KeySet {
-            keys: vec![VerificationKey {
-                kid: None,
-                algorithms,
-                key,
-            }],
-        })
+        use rustls_pki_types::SubjectPublicKeyInfoDer;
+        use rustls_pki_types::pem::PemObject;
+        let der = SubjectPublicKeyInfoDer::from_pem_slice(pem)
+            .map_err(|_| "not a PEM public key".to_owned())?;
+        let key = VerificationKey::new(None, &KeyMaterial::Spki(der.as_ref()), allowed)
+            .ok_or_else(|| "the key cannot verify any allowed algorithm".to_owned())?;
+        Ok(KeySet { keys: vec![key] })
     }
 
     /// A configured key file: a JWK set, or a PEM public key.
@@ -98,11 +101,9 @@ impl KeySet {
     /// A single HMAC secret (configured explicitly, never fetched).
     pub fn from_secret(secret: &[u8], allowed: &[Algorithm]) -> KeySet {
         KeySet {
-            keys: vec![VerificationKey {
-                kid: None,
-                algorithms: allowed.to_vec(),
-                key: DecodingKey::from_secret(secret),
-            }],
+            keys: VerificationKey::new(None, &KeyMaterial::Secret(secret), allowed)
+                .into_iter()
+                .collect(),
         }
     }
 
@@ -160,56 +161,61 @@ fn usable_key(jwk: &Value, allowed: &[Algorithm]) -> Option<VerificationKey> {
         Some(Value::String(kid)) => Some(kid.clone()),
         Some(_) => return None,
     };
-    let (key, compatible) = decoding_key(jwk)?;
-    let algorithms: Vec<Algorithm> = match text(jwk, "alg") {
-        Some(alg) => {
-            let alg = Algorithm::from_str(alg).ok()?;
-            vec![alg]
-        }
-        None => compatible.to_vec(),
+    // A JWK's own `alg` narrows the allow-list; HMAC never comes from a JWKS.
+    let candidates: Vec<Algorithm> = match text(jwk, "alg") {
+        Some(alg) => vec![Algorithm::from_str(alg).ok()?],
+        None => allowed.to_vec(),
     };
-    let algorithms: Vec<Algorithm> = algorithms
+    let candidates: Vec<Algorithm> = candidates
         .into_iter()
-        .filter(|alg| compatible.contains(alg) && allowed.contains(alg))
+        .filter(|alg| {
+            allowed.contains(alg)
+                && !matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)
+        })
         .collect();
-    (!algorithms.is_empty()).then_some(VerificationKey {
-        kid,
-        algorithms,
-        key,
-    })
+    with_material(jwk, |material| {
+        VerificationKey::new(kid, material, &candidates)
+    })?
 }
 
-/// The key and the algorithms its type and curve can verify.
-fn decoding_key(jwk: &Value) -> Option<(DecodingKey, &'static [Algorithm])> {
-    use Algorithm::*;
+/// Decodes a JWK's public key and hands it over; `None` for key types keyway does not use.
+fn with_material<T>(jwk: &Value, use_material: impl FnOnce(&KeyMaterial<'_>) -> T) -> Option<T> {
+    let decode = |name: &str| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(text(jwk, name)?)
+            .ok()
+    };
     match (text(jwk, "kty")?, text(jwk, "crv")) {
         ("RSA", _) => {
-            let (n, e) = (text(jwk, "n")?, text(jwk, "e")?);
-            if modulus_bits(n)? < MIN_RSA_BITS {
+            if modulus_bits(text(jwk, "n")?)? < MIN_RSA_BITS {
                 return None;
             }
-            let key = DecodingKey::from_rsa_components(n, e).ok()?;
-            Some((key, &[RS256, RS384, RS512, PS256, PS384, PS512]))
+            let (n, e) = (decode("n")?, decode("e")?);
+            let strip = |bytes: &[u8]| bytes.iter().position(|&b| b != 0).map_or(0, |first| first);
+            Some(use_material(&KeyMaterial::Rsa {
+                n: &n[strip(&n)..],
+                e: &e[strip(&e)..],
+            }))
         }
         ("EC", Some(curve)) => {
-            let algorithms: &'static [Algorithm] = match curve {
-                "P-256" => &[ES256],
-                "P-384" => &[ES384],
+            let size = match curve {
+                "P-256" => 32,
+                "P-384" => 48,
                 _ => return None,
             };
-            let key = DecodingKey::from_ec_components(text(jwk, "x")?, text(jwk, "y")?).ok()?;
-            Some((key, algorithms))
+            let (x, y) = (decode("x")?, decode("y")?);
+            if x.len() != size || y.len() != size {
+                return None;
+            }
+            let point = [&[4u8][..], &x, &y].concat();
+            Some(use_material(&KeyMaterial::EcPoint(point)))
         }
-        ("OKP", Some("Ed25519")) => Some((
-            DecodingKey::from_ed_components(text(jwk, "x")?).ok()?,
-            &[EdDSA],
-        )),
+        ("OKP", Some("Ed25519")) => Some(use_material(&KeyMaterial::Ed25519(&decode("x")?))),
         _ => None,
     }
 }
 
 fn modulus_bits(n: &str) -> Option<usize> {
-    use base64::Engine;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(n)
         .ok()?;
@@ -321,7 +327,7 @@ mod tests {
         let KeyLookup::Found(key) = keys.lookup(Some("any-kid"), Algorithm::ES256) else {
             panic!("found")
         };
-        assert!(jws.signature_matches(&key.key));
+        assert!(key.signed(&jws));
         assert!(KeySet::from_pem(pair.public_key_pem().as_bytes(), &[Algorithm::RS256]).is_err());
         assert!(
             KeySet::from_pem(

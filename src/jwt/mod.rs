@@ -1,14 +1,16 @@
 //! JWT validation that closes jsonwebtoken's gaps: keyway parses the token itself (size,
-//! shape, duplicate keys, `crit`, `kid` type, `alg` allow-list), uses jsonwebtoken only for
-//! the signature, and checks every claim with its own policy: `exp` required and numeric,
-//! `iss` exact, `aud` a string or array containing a configured audience, `nbf` and `iat`
-//! with leeway. `jku`, `x5u`, `x5c` and `jwk` headers are never looked at.
+//! shape, duplicate keys, `crit`, `kid` type, `alg` allow-list, with jsonwebtoken's
+//! `Algorithm` names), verifies the signature with keys aws-lc-rs parsed once (`verifier`),
+//! and checks every claim with its own policy: `exp` required and numeric, `iss` exact,
+//! `aud` a string or array containing a configured audience, `nbf` and `iat` with leeway.
+//! `jku`, `x5u`, `x5c` and `jwk` headers are never looked at.
 
 pub mod keys;
 pub mod strict_json;
+mod verifier;
 
 use base64::Engine;
-use jsonwebtoken::{Algorithm, DecodingKey};
+use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 use std::str::FromStr;
 
@@ -112,14 +114,13 @@ pub fn parse_jws<'a>(
 }
 
 impl Jws<'_> {
-    pub fn signature_matches(&self, key: &DecodingKey) -> bool {
-        jsonwebtoken::crypto::verify(
-            self.signature,
-            self.signing_input.as_bytes(),
-            key,
-            self.algorithm,
-        )
-        .unwrap_or(false)
+    /// `header.payload`, the bytes the signature covers.
+    pub fn signing_input(&self) -> &str {
+        self.signing_input
+    }
+
+    pub fn signature_bytes(&self) -> Option<Vec<u8>> {
+        decode_segment(self.signature)
     }
 }
 

@@ -56,7 +56,7 @@ fn verifies(jws: &str, keys: &KeySet, allowed: &[Algorithm]) -> bool {
         return false;
     };
     match keys.lookup(parsed.kid.as_deref(), parsed.algorithm) {
-        KeyLookup::Found(key) => parsed.signature_matches(&key.key),
+        KeyLookup::Found(key) => key.signed(&parsed),
         KeyLookup::UnknownKid | KeyLookup::NoMatch => false,
     }
 }
