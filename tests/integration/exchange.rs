@@ -1,7 +1,7 @@
 //! The identity exchange (seed 003): IdP token + PKCE challenge -> userInfoId, redeemed on
 //! `exchange` routes with the verifier from the query (start chat) or the JSON body (set identity).
 
-use crate::support::jose::{JwksServer, mint};
+use crate::support::jose::{JwksServer, mint, providers};
 use crate::support::{Backend, Keyway, envelope};
 use reqwest::blocking::Client;
 use serde_json::{Value, json};
@@ -56,22 +56,7 @@ path = "{store}"
 [exchange]
 ttl_seconds = 600
 
-[[identity_providers]]
-customer_id = "customer123"
-provider_id = 456
-issuer = "{ISSUER}"
-jwks_uri = "{jwks}"
-audiences = ["chat"]
-algorithms = ["RS256", "PS256", "ES256", "EdDSA"]
-
-[[identity_providers]]
-customer_id = "othercorp"
-provider_id = 789
-issuer = "{ISSUER}"
-jwks_uri = "{jwks}"
-audiences = ["chat"]
-algorithms = ["ES256"]
-
+{providers}
 [[routes]]
 name = "start-chat"
 path_prefix = "/api/conversation/"
@@ -96,7 +81,7 @@ auth = ["exchange"]
 customers = ["othercorp"]
 "#,
         store = dir.path().join("keyway.db").display(),
-        jwks = jwks.url()
+        providers = providers(&jwks.url(), ISSUER, ISSUER, "")
     );
     let keyway = Keyway::start(&crate::support::config(backend.address, &routes), &[]);
     Setup {

@@ -1,6 +1,6 @@
 //! `auth = ["jwt"]` with tokens minted by jwcrypto and keys served by a real JWKS endpoint.
 
-use crate::support::jose::{JwksServer, Minted, Reply, mint};
+use crate::support::jose::{JwksServer, Minted, Reply, mint, providers};
 use crate::support::{Backend, Keyway, envelope};
 use base64::Engine;
 use reqwest::blocking::Client;
@@ -49,23 +49,7 @@ fn jwt_config(backend: std::net::SocketAddr, jwks_url: &str, provider_extra: &st
         backend,
         &format!(
             r#"
-[[identity_providers]]
-customer_id = "customer123"
-provider_id = 456
-issuer = "{ISSUER}"
-jwks_uri = "{jwks_url}"
-audiences = ["chat"]
-algorithms = ["RS256", "PS256", "ES256", "EdDSA"]
-{provider_extra}
-
-[[identity_providers]]
-customer_id = "othercorp"
-provider_id = 789
-issuer = "{OTHER_ISSUER}"
-jwks_uri = "{jwks_url}"
-audiences = ["chat"]
-algorithms = ["ES256"]
-
+{providers}
 [[routes]]
 name = "chat"
 path_prefix = "/api/chat/"
@@ -80,7 +64,8 @@ path_prefix = "/api/other/"
 upstream = "backend"
 auth = ["jwt"]
 customers = ["othercorp"]
-"#
+"#,
+            providers = providers(jwks_url, ISSUER, OTHER_ISSUER, provider_extra)
         ),
     )
 }

@@ -152,3 +152,29 @@ fn respond(reply: Reply) -> Response {
     }
     response
 }
+
+/// The identity providers the JWT and exchange tests share, both keyed by `jwks_url`:
+/// customer123/456 (issuer `issuer`, four algorithms, plus `extra` keys) and othercorp/789
+/// (issuer `other_issuer`, ES256 only).
+pub fn providers(jwks_url: &str, issuer: &str, other_issuer: &str, extra: &str) -> String {
+    format!(
+        r#"
+[[identity_providers]]
+customer_id = "customer123"
+provider_id = 456
+issuer = "{issuer}"
+jwks_uri = "{jwks_url}"
+audiences = ["chat"]
+algorithms = ["RS256", "PS256", "ES256", "EdDSA"]
+{extra}
+
+[[identity_providers]]
+customer_id = "othercorp"
+provider_id = 789
+issuer = "{other_issuer}"
+jwks_uri = "{jwks_url}"
+audiences = ["chat"]
+algorithms = ["ES256"]
+"#
+    )
+}
