@@ -106,21 +106,21 @@ impl JwtAuthenticator {
     pub async fn verify(&self, token: &str, scope: &TenantScope) -> AuthOutcome {
         let key = SecretKey::of(token.as_bytes());
         if let Some(hit) = self.cache.get(&key) {
-            self.metrics.observe_cache(CACHE_NAME, true);
-            let tenant = hit
+            let admitted = hit
                 .principal
                 .tenant
                 .as_ref()
-                .expect("JWT principals have a tenant");
-            if hit.valid_until_ms > now_ms()
-                && scope.admits(&tenant.customer_id, tenant.provider_id)
-            {
+                .is_some_and(|tenant| scope.admits(&tenant.customer_id, tenant.provider_id));
+            let fresh = hit.valid_until_ms > now_ms();
+            if fresh && admitted {
+                self.metrics.observe_cache(CACHE_NAME, true);
                 return AuthOutcome::Allow(hit.principal.clone());
             }
-            if hit.valid_until_ms <= now_ms() {
+            if !fresh {
                 self.cache.invalidate(&key);
             }
-            return AuthOutcome::Deny(AuthDenial::Invalid);
+            // Expired, or verified for a provider this route does not admit (providers may
+            // share an issuer): verify again, for this route's scope.
         }
         self.metrics.observe_cache(CACHE_NAME, false);
         match self.verify_uncached(token, scope).await {

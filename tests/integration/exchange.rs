@@ -355,3 +355,16 @@ fn exchange_requests_are_validated() {
         .unwrap();
     assert_eq!(not_json.status(), 400);
 }
+
+#[test]
+fn a_cached_token_still_exchanges_for_another_customer_whose_provider_accepts_it() {
+    // Both providers share an issuer and keys here: the token verified (and cached) for the
+    // first customer must not be refused for the second because of that cache entry.
+    let setup = start();
+    let token = &setup.tokens["ES256"];
+    for customer in ["customer123", "othercorp", "customer123"] {
+        let body = json!({"codeChallenge": CHALLENGE, "accessToken": token});
+        let response = exchange(&setup, &format!("/api/authenticate/{customer}"), &body);
+        assert_eq!(response.status(), 200, "{customer}");
+    }
+}
