@@ -25,14 +25,13 @@ pub struct ForwardRewrite {
     body: Option<Bytes>,
 }
 
-/// The JSON body, when the credentials may be in it (not already in the query).
+/// The JSON body of a request on an `exchange` route, if it has one. It is read even when the
+/// query carries the credentials, so that a verifier in the body is removed too.
 pub async fn read_json_body(
     session: &mut Session,
     limit: u64,
 ) -> Result<Option<Map<String, Value>>, GatewayError> {
-    if query_param(session.req_header().uri.query(), "userInfoId").is_some()
-        || session.is_body_empty()
-    {
+    if session.is_body_empty() {
         return Ok(None);
     }
     let limit = limit.min(MAX_CREDENTIAL_BODY);

@@ -368,3 +368,20 @@ fn a_cached_token_still_exchanges_for_another_customer_whose_provider_accepts_it
         assert_eq!(response.status(), 200, "{customer}");
     }
 }
+
+#[test]
+fn a_verifier_in_the_body_is_removed_even_when_the_query_carries_the_credentials() {
+    let setup = start();
+    let id = user_info_id(&setup, &setup.tokens["EdDSA"]);
+    let url = setup.keyway.url(&format!(
+        "/api/conversation/c9/route/q?userInfoId={id}&codeVerifier={VERIFIER}"
+    ));
+    let body = json!({"message": "hello", "codeVerifier": VERIFIER});
+    let response = Client::new().post(url).json(&body).send().unwrap();
+    assert_eq!(response.status(), 200);
+    let seen = setup
+        .backend
+        .only(&format!("/api/conversation/c9/route/q?userInfoId={id}"));
+    let forwarded: Value = serde_json::from_slice(&seen.body).unwrap();
+    assert_eq!(forwarded, json!({"message": "hello"}));
+}
