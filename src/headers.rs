@@ -208,8 +208,7 @@ mod tests {
             request.append_header(name.to_owned(), value).unwrap();
         }
         let mut principal = Principal::anonymous("t");
-        principal
-            .claims
+        std::sync::Arc::make_mut(&mut principal.claims)
             .insert("email".into(), "a@example.com".into());
         request
             .append_header("X-Auth-Email", "spoofed@example.com")

@@ -192,7 +192,7 @@ async fn verify_with(
         Ok(exp) => {
             let principal = Principal {
                 authenticator: "jwt",
-                claims: unverified.claims.clone(),
+                claims: Arc::new(unverified.claims.clone()),
                 tenant: Some(provider.tenant.clone()),
             };
             let valid_until_ms = exp

@@ -1,17 +1,22 @@
 //! `Principal`: who a request was proven to come from, and the claims `identity_headers` read.
 
 use serde_json::{Map, Value};
+use std::sync::{Arc, LazyLock};
 
 /// The identity an authenticator established.
 #[derive(Debug, Clone)]
 pub struct Principal {
     /// The authenticator that established it.
     pub authenticator: &'static str,
-    /// Named attributes (`sub`, `email`, `admin`, nested objects for JWT claims, …).
-    pub claims: Map<String, Value>,
+    /// Named attributes (`sub`, `email`, `admin`, nested objects for JWT claims, …); shared,
+    /// so a cached principal is handed out without copying its claims.
+    pub claims: Arc<Map<String, Value>>,
     /// The identity provider that vouched for it (JWT and exchange principals).
     pub tenant: Option<Tenant>,
 }
+
+/// The claims of an anonymous principal, shared by all of them.
+static NO_CLAIMS: LazyLock<Arc<Map<String, Value>>> = LazyLock::new(Arc::default);
 
 /// A customer's identity provider, as configured in `[[identity_providers]]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,7 +30,7 @@ impl Principal {
     pub fn anonymous(authenticator: &'static str) -> Self {
         Principal {
             authenticator,
-            claims: Map::new(),
+            claims: NO_CLAIMS.clone(),
             tenant: None,
         }
     }
@@ -66,11 +71,12 @@ mod tests {
     #[test]
     fn claim_text_by_path() {
         let mut principal = Principal::anonymous("t");
-        principal.claims =
+        principal.claims = Arc::new(
             json!({"sub": "u1", "n": 5, "ok": true, "roles": ["a", "b"], "org": {"id": "o"}})
                 .as_object()
                 .unwrap()
-                .clone();
+                .clone(),
+        );
         assert_eq!(principal.claim_text("sub").as_deref(), Some("u1"));
         assert_eq!(principal.claim_text("n").as_deref(), Some("5"));
         assert_eq!(principal.claim_text("ok").as_deref(), Some("true"));

@@ -80,22 +80,25 @@ struct StoredToken {
 #[derive(Debug)]
 struct LiveToken {
     email: String,
-    admin: bool,
+    /// Built once when the token is loaded; every use hands out a cheap clone.
+    principal: Principal,
     /// Renewal step in ms when autoRenew is on.
     renew_ms: Option<i64>,
     expires_at_ms: AtomicI64,
     stored_expires_at_ms: AtomicI64,
 }
 
-impl LiveToken {
-    fn principal(&self) -> Principal {
-        let mut principal = Principal::anonymous("converse");
-        let claims = &mut principal.claims;
-        claims.insert("sub".into(), self.email.clone().into());
-        claims.insert("subject".into(), self.email.clone().into());
-        claims.insert("email".into(), self.email.clone().into());
-        claims.insert("admin".into(), self.admin.into());
-        principal
+/// The principal of a Converse user: `sub`, `subject` and `email` are the email.
+fn user_principal(email: &str, admin: bool) -> Principal {
+    let mut claims = serde_json::Map::new();
+    for name in ["sub", "subject", "email"] {
+        claims.insert(name.into(), email.into());
+    }
+    claims.insert("admin".into(), admin.into());
+    Principal {
+        authenticator: "converse",
+        claims: Arc::new(claims),
+        tenant: None,
     }
 }
 
@@ -191,7 +194,7 @@ impl ConverseService {
             return Ok(None);
         };
         self.renew(token, &live);
-        Ok(Some(live.principal()))
+        Ok(Some(live.principal.clone()))
     }
 
     /// `POST /api/user/token/verify`: whether a token is valid, without renewing it.
@@ -244,7 +247,7 @@ impl ConverseService {
         };
         let expiry = expires_at_ms.unwrap_or(NEVER);
         let live = Arc::new(LiveToken {
-            admin: self.directory.is_admin(&stored.email),
+            principal: user_principal(&stored.email, self.directory.is_admin(&stored.email)),
             email: stored.email,
             renew_ms: (stored.auto_renew && stored.timeout > 0)
                 .then(|| stored.timeout.saturating_mul(1000)),

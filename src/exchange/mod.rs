@@ -96,8 +96,9 @@ impl ExchangeService {
         let ttl_expiry_ms = now_ms().saturating_add(self.settings.ttl.as_millis() as i64);
         let claims = principal
             .claims
-            .into_iter()
+            .iter()
             .filter(|(name, _)| self.settings.claims.contains(name))
+            .map(|(name, value)| (name.clone(), value.clone()))
             .collect();
         let user_info = UserInfo {
             customer: request.customer_id.to_owned(),
@@ -146,7 +147,7 @@ impl ExchangeService {
         }
         Ok(Some(Principal {
             authenticator: "exchange",
-            claims: user_info.claims,
+            claims: Arc::new(user_info.claims),
             tenant: Some(Tenant {
                 customer_id: user_info.customer,
                 provider_id: user_info.provider,
