@@ -1,28 +1,20 @@
 //! The identity exchange (seed 003): IdP token + PKCE challenge -> userInfoId, redeemed on
 //! `exchange` routes with the verifier from the query (start chat) or the JSON body (set identity).
 
-use crate::support::jose::{JwksServer, mint, providers};
+use crate::support::jose::{ISSUER, JwksServer, mint, providers, unix_now};
 use crate::support::{Backend, Keyway, envelope};
 use reqwest::blocking::Client;
 use serde_json::{Value, json};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-const ISSUER: &str = "https://idp.example.com";
 /// RFC 7636 Appendix B.
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 /// The verifier as issue 5 quotes it: it does not hash to CHALLENGE.
 const MISQUOTED_VERIFIER: &str = "dBjftJeZ4CVP-mA92Q9lY6YYkrh25ZvRK9qfcVtCkUc";
 
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
 fn claims(subject: &str, exp_in: i64) -> Value {
-    json!({"iss": ISSUER, "aud": "chat", "sub": subject, "email": format!("{subject}@example.com"), "exp": now() + exp_in})
+    json!({"iss": ISSUER, "aud": "chat", "sub": subject, "email": format!("{subject}@example.com"), "exp": unix_now() + exp_in})
 }
 
 struct Setup {
@@ -42,7 +34,7 @@ fn start() -> Setup {
             {"name": "ES256", "key": "ec", "alg": "ES256", "claims": claims("es-user", 600)},
             {"name": "EdDSA", "key": "ed", "alg": "EdDSA", "claims": claims("ed-user", 600)},
             {"name": "short", "key": "ec", "alg": "ES256", "claims": claims("short-user", 1)},
-            {"name": "wrong-aud", "key": "ec", "alg": "ES256", "claims": json!({"iss": ISSUER, "aud": "other", "sub": "x", "exp": now() + 600})},
+            {"name": "wrong-aud", "key": "ec", "alg": "ES256", "claims": json!({"iss": ISSUER, "aud": "other", "sub": "x", "exp": unix_now() + 600})},
         ]
     }));
     let jwks = JwksServer::start(&minted.jwks);

@@ -1,26 +1,18 @@
 //! `auth = ["jwt"]` with tokens minted by jwcrypto and keys served by a real JWKS endpoint.
 
-use crate::support::jose::{JwksServer, Minted, Reply, mint, providers};
+use crate::support::jose::{ISSUER, JwksServer, Minted, Reply, mint, providers, unix_now};
 use crate::support::{Backend, Keyway, envelope};
 use base64::Engine;
 use reqwest::blocking::Client;
 use serde_json::{Value, json};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-const ISSUER: &str = "https://idp.example.com";
 const OTHER_ISSUER: &str = "https://idp.other.example";
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
 
 /// Claims that pass, with `patch` applied (null removes a claim).
 fn claims(patch: Value) -> Value {
     let mut claims = json!({
-        "iss": ISSUER, "aud": "chat", "sub": "user-42", "exp": now() + 600, "iat": now(),
+        "iss": ISSUER, "aud": "chat", "sub": "user-42", "exp": unix_now() + 600, "iat": unix_now(),
         "roles": ["agent", "admin"], "org": {"id": "org-7"}
     });
     for (name, value) in patch.as_object().unwrap() {
@@ -129,7 +121,7 @@ fn the_attack_table_is_refused_and_nothing_is_forwarded() {
     // The JWKS server also serves the attacker's key set: it counts any fetch of it.
     let jwks = JwksServer::start(&json!({"keys": []}));
     let attacker_url = format!("http://{}/attacker.json", jwks.address);
-    let past = now() - 61 - 60;
+    let past = unix_now() - 61 - 60;
     let tokens = json!([
         {"name": "hs256 with the public key", "key": "hmac-from-public", "alg": "HS256", "header": {"kid": "rsa-1"}, "claims": claims(json!({}))},
         {"name": "jku to an attacker key", "key": "attacker", "alg": "RS256", "header": {"jku": attacker_url}, "claims": claims(json!({}))},
@@ -150,13 +142,13 @@ fn the_attack_table_is_refused_and_nothing_is_forwarded() {
         {"name": "iss other case", "key": "rsa-1", "alg": "RS256", "claims": claims(json!({"iss": ISSUER.to_uppercase()}))},
         {"name": "iss other tenant", "key": "ec-1", "alg": "ES256", "claims": claims(json!({"iss": OTHER_ISSUER}))},
         {"name": "exp missing", "key": "rsa-1", "alg": "RS256", "claims": claims(json!({"exp": null}))},
-        {"name": "exp string", "key": "rsa-1", "alg": "RS256", "claims": claims(json!({"exp": (now() + 600).to_string()}))},
+        {"name": "exp string", "key": "rsa-1", "alg": "RS256", "claims": claims(json!({"exp": (unix_now() + 600).to_string()}))},
         {"name": "exp past leeway", "key": "rsa-1", "alg": "RS256", "claims": claims(json!({"exp": past}))},
-        {"name": "nbf future", "key": "rsa-1", "alg": "RS256", "claims": claims(json!({"nbf": now() + 3600}))},
-        {"name": "iat future", "key": "rsa-1", "alg": "RS256", "claims": claims(json!({"iat": now() + 3600}))},
+        {"name": "nbf future", "key": "rsa-1", "alg": "RS256", "claims": claims(json!({"nbf": unix_now() + 3600}))},
+        {"name": "iat future", "key": "rsa-1", "alg": "RS256", "claims": claims(json!({"iat": unix_now() + 3600}))},
         {"name": "9 KB", "key": "rsa-1", "alg": "RS256", "claims": claims(json!({"pad": "x".repeat(9 * 1024)}))},
         {"name": "valid", "key": "rsa-1", "alg": "RS256", "claims": claims(json!({}))},
-        {"name": "inside leeway", "key": "rsa-1", "alg": "RS256", "claims": claims(json!({"exp": now() - 30}))},
+        {"name": "inside leeway", "key": "rsa-1", "alg": "RS256", "claims": claims(json!({"exp": unix_now() - 30}))},
     ]);
     let minted = mint(&json!({ "keys": keys(), "tokens": tokens }));
     jwks.serve_keys(&published(&minted));

@@ -178,3 +178,15 @@ algorithms = ["ES256"]
 "#
     )
 }
+
+/// The issuer of customer123's provider in the JWT and exchange tests.
+pub const ISSUER: &str = "https://idp.example.com";
+
+/// Unix seconds, for `exp`/`iat`/`nbf` claims.
+pub fn unix_now() -> i64 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
