@@ -25,7 +25,7 @@ test: deps
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
 	cargo test --all-targets
-	cargo build --release
+	cargo build --release --bins --examples
 	python3 bench/load.py --smoke --out target/bench-smoke
 
 bench: deps
@@ -35,5 +35,5 @@ bench: deps
 # The side-by-side load benchmark against nginx and HAProxy (installs them and wrk if missing);
 # writes bench/results/results.json and results.svg.
 bench-load: deps
-	cargo build --release
+	cargo build --release --bins --examples
 	python3 bench/load.py

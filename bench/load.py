@@ -32,6 +32,7 @@ import uuid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KEYWAY = os.path.join(ROOT, "target", "release", "keyway")
+EXAMPLES = os.path.join(ROOT, "target", "release", "examples")
 PROXY_CPU, LOAD_CPU = "0", "1"
 ISSUER = "https://idp.bench.example"
 PASSWORD = "bench-password-1"
@@ -41,6 +42,7 @@ CASES = [
     ("2", "nginx proxy"),
     ("3", "HAProxy jwt_verify RS256"),
     ("4", "keyway pass-through"),
+    ("4p", "bare Pingora pass-through (floor)"),
     ("5", "keyway cached converse token"),
     ("6", "keyway repeated RS256 JWT"),
     ("7", "keyway new RS256 JWT per request"),
@@ -279,6 +281,19 @@ def start_keyway(conf, port, admin):
     raise RuntimeError("keyway did not become ready")
 
 
+def start_bare_pingora(port, backend):
+    """examples/bare_pingora.rs: Pingora with nothing of keyway's, the floor for case 4."""
+    process = Process([os.path.join(EXAMPLES, "bare_pingora"), str(port), str(backend)], PROXY_CPU)
+    wait_port(port)
+    return process
+
+
+def cache_rss(tokens):
+    """examples/cache_rss.rs: RSS growth per token in keyway's JWT cache, holding `tokens`."""
+    output = subprocess.run([os.path.join(EXAMPLES, "cache_rss"), "--tokens", str(tokens)], capture_output=True, text=True, check=True)
+    return json.loads(output.stdout)
+
+
 def converse_tokens(port, count):
     tokens = []
     for _ in range(count):
@@ -352,21 +367,23 @@ def main():
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--new-tokens", type=int, default=100_000, help="distinct RS256 tokens for case 7")
     parser.add_argument("--access-log", choices=["on", "off"], default="on", help="keyway's access log")
+    parser.add_argument("--cached-tokens", type=int, default=1_000_000, help="tokens held for the RSS measurement (0: skip)")
     parser.add_argument("--cases", default=",".join(case for case, _ in CASES), help="comma-separated subset, e.g. 2,4,5")
     args = parser.parse_args()
     if args.smoke:
-        args.seconds, args.repetitions, args.new_tokens = 1, 1, 500
+        args.seconds, args.repetitions, args.new_tokens, args.cached_tokens = 1, 1, 500, 10_000
     ensure_tools()
     os.makedirs(args.out, exist_ok=True)
     work = tempfile.mkdtemp(prefix="keyway-bench-")
     started = []
     try:
         results = measure(args, work, started)
+        memory = cache_rss(args.cached_tokens) if args.cached_tokens else None
     finally:
         for process in started:
             process.stop()
         shutil.rmtree(work, ignore_errors=True)
-    write_results(args, results)
+    write_results(args, results, memory)
     check_answers(results)
 
 
@@ -396,6 +413,8 @@ def measure(args, work, started):
     started.append(haproxy := start_haproxy(work, haproxy_port, backend_port, public_path))
     keyway_port, admin = free_port(), free_port()
     started.append(keyway := start_keyway(keyway_conf(work, keyway_port, admin, backend_port, jwks_path, password_hash, 1_000_000, access_log), keyway_port, admin))
+    bare_port = free_port()
+    started.append(bare := start_bare_pingora(bare_port, backend_port))
     # Case 7: a one-second cache. A token comes back only after the whole token list has been
     # cycled (seconds at these rates), so every request verifies its JWT.
     fresh_port, fresh_admin = free_port(), free_port()
@@ -414,6 +433,7 @@ def measure(args, work, started):
         "2": lambda: run_wrk(f"http://127.0.0.1:{nginx_port}/", args.seconds, args.connections, nginx),
         "3": lambda: run_wrk(f"http://127.0.0.1:{haproxy_port}/", args.seconds, args.connections, haproxy, [bearer(repeated)]),
         "4": lambda: run_wrk(f"http://127.0.0.1:{keyway_port}/open/x", args.seconds, args.connections, keyway),
+        "4p": lambda: run_wrk(f"http://127.0.0.1:{bare_port}/open/x", args.seconds, args.connections, bare),
         "5": lambda: run_wrk(f"http://127.0.0.1:{keyway_port}/converse/x", args.seconds, args.connections, keyway, [f"X-CONVERSE-TOKEN: {converse}"]),
         "6": lambda: run_wrk(f"http://127.0.0.1:{keyway_port}/jwt/x", args.seconds, args.connections, keyway, [bearer(repeated)]),
         "7": lambda: run_wrk(f"http://127.0.0.1:{fresh_port}/jwt/x", args.seconds, args.connections, keyway_fresh, script=lua_script(work, new_tokens[1:], "Authorization", "Bearer ")),
@@ -446,10 +466,10 @@ def summarise(runs):
     return summary
 
 
-def write_results(args, summary):
+def write_results(args, summary, memory):
     machine = {"cpus": os.cpu_count(), "platform": platform.platform(), "processor": platform.processor() or platform.machine()}
     document = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine, "smoke": args.smoke, "access_log": args.access_log,
-                "seconds": args.seconds, "repetitions": args.repetitions, "connections": args.connections, "cases": summary}
+                "seconds": args.seconds, "repetitions": args.repetitions, "connections": args.connections, "cases": summary, "memory": memory}
     with open(os.path.join(args.out, "results.json"), "w") as out:
         json.dump(document, out, indent=2)
     with open(os.path.join(args.out, "results.svg"), "w") as out:
@@ -459,6 +479,8 @@ def write_results(args, summary):
         cpu = f"{result['cpu_us_per_request']:.1f}" if result["cpu_us_per_request"] is not None else "-"
         ratio = lambda value: f"{value:.2f}" if value is not None else "-"
         print(f"{case + ' ' + result['name']:<42}{result['rps']:>10.0f}{ratio(result['vs_nginx']):>9}{ratio(result['vs_keyway_passthrough']):>8}{cpu:>11}{result['p50_ms'] or 0:>8.2f}{result['p99_ms'] or 0:>8.2f}")
+    if memory:
+        print(f"RSS per cached JWT, {memory['cached_tokens']:,} cached: {memory['rss_bytes_per_cached_token']:.0f} bytes")
     print(f"results: {args.out}/results.json, results.svg")
 
 
@@ -480,7 +502,15 @@ def svg(document):
     title = f'keyway load benchmark, {document["date"]}, {machine["cpus"]} vCPU {machine["processor"]}{" (smoke)" if document["smoke"] else ""}'
     return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="13">'
             f'<rect width="100%" height="100%" fill="white"/><text x="10" y="24" font-size="15">{title}</text>'
-            + "".join(rows) + "</svg>\n")
+            + "".join(rows) + footer(document, height - 14) + "</svg>\n")
+
+
+def footer(document, y):
+    memory = document.get("memory")
+    if not memory:
+        return ""
+    return (f'<text x="10" y="{y}">RSS per cached JWT with {memory["cached_tokens"]:,} cached: '
+            f'{memory["rss_bytes_per_cached_token"]:.0f} bytes</text>')
 
 
 if __name__ == "__main__":
