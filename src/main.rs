@@ -68,6 +68,7 @@ fn run(config: Config, log_format: LogFormat) -> ExitCode {
         Ok(never) => match never {},
         Err(error) => {
             tracing::error!(%error, "keyway could not start");
+            logging::flush();
             ExitCode::FAILURE
         }
     }
