@@ -1,16 +1,21 @@
 # keyway: `make run` and `make test` do all set-up on a fresh machine (Rust toolchain, gcc,
 # make, python3 and root apt-get). Pingora's dependencies need cmake to build; the tests mint
-# JWTs with Python's jwcrypto, an implementation independent of keyway's.
+# JWTs with Python's jwcrypto, an implementation independent of keyway's, and receive email
+# with Python's aiosmtpd.
 
 SHELL := /bin/bash
 export ASAPP_API_ID ?= demo-asapp-api-id
 export ASAPP_API_SECRET ?= demo-asapp-api-secret
+# Demo values for the shipped config's hosted email section: replace both in production.
+export HOSTED_EMAIL_KEY ?= ZGVtby1rZXktbm90LWZvci1wcm9kdWN0aW9uLTAwMDE=
+export HOSTED_EMAIL_PASSKEY ?= demo-reviews-passkey-0001
 
 .PHONY: deps run test bench bench-load
 
 deps:
 	@command -v cmake >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake >/dev/null; }
 	@python3 -c 'import jwcrypto' 2>/dev/null || python3 -m pip install -q --root-user-action=ignore jwcrypto
+	@python3 -c 'import aiosmtpd' 2>/dev/null || python3 -m pip install -q --root-user-action=ignore aiosmtpd
 
 # Builds keyway, starts the demo backend on 127.0.0.1:9000, and runs keyway with config.toml.
 run: deps

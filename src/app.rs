@@ -7,6 +7,7 @@ use crate::config::{Config, StoreSettings};
 use crate::converse::ConverseService;
 use crate::endpoints::Endpoints;
 use crate::exchange::ExchangeService;
+use crate::hosted_email::HostedEmailService;
 use crate::jwks::{JwksService, ProviderKeys};
 use crate::lifecycle::{Lifecycle, LifecycleService, ReadinessCheck};
 use crate::listeners::ListenAddress;
@@ -114,7 +115,8 @@ fn build_services(
     config: &Config,
     metrics: &Arc<Metrics>,
 ) -> Result<Services, Box<dyn std::error::Error>> {
-    let needs_store = config.converse.is_some() || config.exchange.is_some();
+    let needs_store =
+        config.converse.is_some() || config.exchange.is_some() || config.hosted_email.is_some();
     let store = needs_store
         .then(|| open_store(config, metrics))
         .transpose()?;
@@ -155,27 +157,41 @@ fn build_services(
             metrics.clone(),
         ))
     });
-    let exchange =
-        config
-            .exchange
-            .as_ref()
-            .zip(jwt.clone())
-            .zip(store)
-            .map(|((settings, jwt), store)| {
-                Arc::new(ExchangeService::new(
-                    settings.clone(),
-                    &config.identity_providers,
-                    jwt,
-                    store,
-                ))
-            });
+    let exchange = config
+        .exchange
+        .as_ref()
+        .zip(jwt.clone())
+        .zip(store.clone())
+        .map(|((settings, jwt), store)| {
+            Arc::new(ExchangeService::new(
+                settings.clone(),
+                &config.identity_providers,
+                jwt,
+                store,
+            ))
+        });
+    let hosted_email = match config.hosted_email.as_ref().zip(store) {
+        Some((settings, store)) => {
+            Some(Arc::new(HostedEmailService::new(settings.clone(), store)?))
+        }
+        None => None,
+    };
     let readiness = provider_keys
         .iter()
         .map(|keys| keys.clone() as Arc<dyn ReadinessCheck>)
         .collect();
     Ok(Services {
-        authenticators: Authenticators::new(converse.clone(), jwt, exchange.clone()),
-        endpoints: Endpoints { converse, exchange },
+        authenticators: Authenticators::new(
+            converse.clone(),
+            jwt,
+            exchange.clone(),
+            hosted_email.clone(),
+        ),
+        endpoints: Endpoints {
+            converse,
+            exchange,
+            hosted_email,
+        },
         readiness,
         purge,
         jwks: (!provider_keys.is_empty()).then_some(JwksService {

@@ -15,6 +15,9 @@ use std::borrow::Cow;
 pub enum GatewayError {
     /// 400-01: malformed or ambiguous request (path tricks, bad Host, bad framing).
     BadRequest,
+    /// 400-02: a hosted-email `authtoken` that is missing, unknown, expired or used. The body
+    /// also carries the seed's `HasErrors`/`Errors` sections (`ERROR_BAD_REQUEST`).
+    InvalidAuthToken,
     /// 401-01: no acceptable credential, or one that does not verify.
     Unauthorized,
     /// 403-01: authenticated but not allowed.
@@ -44,7 +47,7 @@ pub enum GatewayError {
 impl GatewayError {
     pub fn status(&self) -> StatusCode {
         match self {
-            GatewayError::BadRequest => StatusCode::BAD_REQUEST,
+            GatewayError::BadRequest | GatewayError::InvalidAuthToken => StatusCode::BAD_REQUEST,
             GatewayError::Unauthorized => StatusCode::UNAUTHORIZED,
             GatewayError::Forbidden => StatusCode::FORBIDDEN,
             GatewayError::NotFound => StatusCode::NOT_FOUND,
@@ -64,6 +67,7 @@ impl GatewayError {
     pub fn code(&self) -> Cow<'static, str> {
         Cow::Borrowed(match self {
             GatewayError::BadRequest => "400-01",
+            GatewayError::InvalidAuthToken => "400-02",
             GatewayError::Unauthorized => "401-01",
             GatewayError::Forbidden => "403-01",
             GatewayError::NotFound => "404-01",
@@ -83,6 +87,9 @@ impl GatewayError {
     pub fn message(&self) -> &'static str {
         match self {
             GatewayError::BadRequest => "Bad request",
+            GatewayError::InvalidAuthToken => {
+                "Authentication token is invalid, missing or the user has already been authenticated"
+            }
             GatewayError::Unauthorized => "Unauthorized",
             GatewayError::Forbidden => "Forbidden Response",
             GatewayError::NotFound => "Not Found",
@@ -156,16 +163,49 @@ struct EnvelopeBody<'a> {
     message: Cow<'a, str>,
 }
 
+/// The envelope plus the response sections of the hosted-email seed, for clients of that API.
+#[derive(Serialize)]
+struct EnvelopeWithSeedErrors<'a> {
+    error: EnvelopeBody<'a>,
+    #[serde(rename = "HasErrors")]
+    has_errors: bool,
+    #[serde(rename = "Errors")]
+    errors: [SeedError<'a>; 1],
+    #[serde(rename = "Form")]
+    form: [(); 0],
+    #[serde(rename = "Data")]
+    data: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Serialize)]
+struct SeedError<'a> {
+    #[serde(rename = "Code")]
+    code: &'a str,
+    #[serde(rename = "Message")]
+    message: &'a str,
+}
+
 /// Renders the envelope body for `error` on request `request_id`.
 pub fn render_envelope(request_id: &str, error: &GatewayError) -> Bytes {
-    let envelope = Envelope {
-        error: EnvelopeBody {
-            request_id: Cow::Borrowed(request_id),
-            code: Some(error.code()),
-            message: Cow::Borrowed(error.message()),
-        },
+    let body = EnvelopeBody {
+        request_id: Cow::Borrowed(request_id),
+        code: Some(error.code()),
+        message: Cow::Borrowed(error.message()),
     };
-    Bytes::from(serde_json::to_vec(&envelope).expect("the envelope always serialises"))
+    let rendered = match error {
+        GatewayError::InvalidAuthToken => serde_json::to_vec(&EnvelopeWithSeedErrors {
+            error: body,
+            has_errors: true,
+            errors: [SeedError {
+                code: "ERROR_BAD_REQUEST",
+                message: error.message(),
+            }],
+            form: [],
+            data: serde_json::Map::new(),
+        }),
+        _ => serde_json::to_vec(&Envelope { error: body }),
+    };
+    Bytes::from(rendered.expect("the envelope always serialises"))
 }
 
 /// Whether an upstream body already is an envelope (and so passes through unchanged).
@@ -185,6 +225,18 @@ mod tests {
             value,
             serde_json::json!({"error": {"requestId": "rid-1", "code": "401-01", "message": "Unauthorized"}})
         );
+        assert!(is_envelope(&body));
+    }
+
+    #[test]
+    fn an_invalid_authtoken_is_both_an_envelope_and_a_seed_error() {
+        let body = render_envelope("rid-2", &GatewayError::InvalidAuthToken);
+        let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(value["error"]["code"], "400-02");
+        assert_eq!(value["HasErrors"], true);
+        assert_eq!(value["Errors"][0]["Code"], "ERROR_BAD_REQUEST");
+        assert_eq!(value["Form"], serde_json::json!([]));
+        assert_eq!(value["Data"], serde_json::json!({}));
         assert!(is_envelope(&body));
     }
 

@@ -21,6 +21,7 @@ pub mod endpoints;
 pub mod error;
 pub mod exchange;
 pub mod headers;
+pub mod hosted_email;
 pub mod jwks;
 pub mod jwt;
 pub mod lifecycle;

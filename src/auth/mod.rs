@@ -5,12 +5,14 @@
 
 mod converse;
 pub mod exchange;
+pub mod hosted_email;
 pub mod jwt;
 mod none;
 mod principal;
 
 pub use converse::ConverseAuthenticator;
 pub use exchange::ExchangeAuthenticator;
+pub use hosted_email::HostedEmailAuthenticator;
 pub use jwt::JwtAuthenticator;
 pub use none::NoneAuthenticator;
 pub use principal::{Principal, Tenant};
@@ -33,7 +35,8 @@ pub struct AuthRequest<'a> {
     pub client_ip: Option<IpAddr>,
     /// The route's accepted identity providers (for `jwt` and `exchange`).
     pub tenants: &'a TenantScope,
-    /// The JSON body, read only on routes that accept credentials in it (`exchange`).
+    /// The JSON or form body (form values as strings), read only on routes that accept
+    /// credentials in it (`exchange`, `hosted_email`).
     pub body: Option<&'a serde_json::Map<String, serde_json::Value>>,
 }
 
@@ -91,6 +94,7 @@ pub struct Available {
     pub converse: bool,
     pub jwt: bool,
     pub exchange: bool,
+    pub hosted_email: bool,
 }
 
 /// The authenticator names a route may list.
@@ -131,10 +135,10 @@ impl AuthKind {
             AuthKind::Exchange => {
                 Err("authenticator \"exchange\" needs an [exchange] section".to_owned())
             }
-            other => Err(format!(
-                "authenticator \"{}\" is not available in this version of keyway (available: \"none\", \"converse\", \"jwt\", \"exchange\")",
-                other.name()
-            )),
+            AuthKind::HostedEmail if available.hosted_email => Ok(()),
+            AuthKind::HostedEmail => {
+                Err("authenticator \"hosted_email\" needs a [hosted_email] section".to_owned())
+            }
         }
     }
 
@@ -147,6 +151,16 @@ impl AuthKind {
             AuthKind::HostedEmail => "hosted_email",
         }
     }
+
+    /// Query and body parameters that carry this kind's secret: read for authentication,
+    /// never forwarded.
+    pub fn secret_parameters(self) -> &'static [&'static str] {
+        match self {
+            AuthKind::Exchange => &["codeVerifier"],
+            AuthKind::HostedEmail => &[hosted_email::USER_TOKEN_PARAM],
+            AuthKind::None | AuthKind::Converse | AuthKind::Jwt => &[],
+        }
+    }
 }
 
 /// One shared instance of each configured authenticator.
@@ -155,6 +169,7 @@ pub struct Authenticators {
     converse: Option<Arc<dyn Authenticator>>,
     jwt: Option<Arc<dyn Authenticator>>,
     exchange: Option<Arc<dyn Authenticator>>,
+    hosted_email: Option<Arc<dyn Authenticator>>,
 }
 
 impl Authenticators {
@@ -162,6 +177,7 @@ impl Authenticators {
         converse: Option<Arc<crate::converse::ConverseService>>,
         jwt: Option<Arc<JwtAuthenticator>>,
         exchange: Option<Arc<crate::exchange::ExchangeService>>,
+        hosted_email: Option<Arc<crate::hosted_email::HostedEmailService>>,
     ) -> Self {
         let converse = converse.map(|service| Arc::new(ConverseAuthenticator::new(service)));
         Authenticators {
@@ -170,6 +186,9 @@ impl Authenticators {
             jwt: jwt.map(|authenticator| authenticator as Arc<dyn Authenticator>),
             exchange: exchange.map(|service| {
                 Arc::new(ExchangeAuthenticator::new(service)) as Arc<dyn Authenticator>
+            }),
+            hosted_email: hosted_email.map(|service| {
+                Arc::new(HostedEmailAuthenticator::new(service)) as Arc<dyn Authenticator>
             }),
         }
     }
@@ -181,7 +200,7 @@ impl Authenticators {
             AuthKind::Converse => self.converse.as_ref(),
             AuthKind::Jwt => self.jwt.as_ref(),
             AuthKind::Exchange => self.exchange.as_ref(),
-            AuthKind::HostedEmail => None,
+            AuthKind::HostedEmail => self.hosted_email.as_ref(),
         }
     }
 
@@ -293,6 +312,7 @@ mod tests {
             converse: true,
             jwt: true,
             exchange: true,
+            hosted_email: true,
         };
         let nothing = Available::default();
         let refusal = |kind: AuthKind| kind.check_available(nothing).unwrap_err();
@@ -301,6 +321,7 @@ mod tests {
             AuthKind::Converse,
             AuthKind::Jwt,
             AuthKind::Exchange,
+            AuthKind::HostedEmail,
         ] {
             assert!(kind.check_available(all).is_ok(), "{kind:?}");
         }
@@ -308,12 +329,7 @@ mod tests {
         assert!(refusal(AuthKind::Converse).contains("[converse]"));
         assert!(refusal(AuthKind::Jwt).contains("identity_providers"));
         assert!(refusal(AuthKind::Exchange).contains("[exchange]"));
-        assert!(
-            AuthKind::HostedEmail
-                .check_available(all)
-                .unwrap_err()
-                .contains("\"hosted_email\"")
-        );
+        assert!(refusal(AuthKind::HostedEmail).contains("[hosted_email]"));
         assert!(AuthKind::parse("basic").is_none());
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod converse;
 mod env;
+pub mod hosted_email;
 pub mod identity;
 pub(crate) mod raw;
 pub mod secret;
@@ -30,6 +31,9 @@ pub struct Config {
     pub identity_providers: Vec<identity::ProviderSettings>,
     /// Present when `[exchange]` is configured: the userInfoId API and `auth = ["exchange"]`.
     pub exchange: Option<identity::ExchangeSettings>,
+    /// Present when `[hosted_email]` is configured: the hosted email APIs and
+    /// `auth = ["hosted_email"]`.
+    pub hosted_email: Option<hosted_email::HostedEmailSettings>,
 }
 
 #[derive(Debug, Clone)]

@@ -27,6 +27,56 @@ pub struct RawConfig {
     #[serde(default)]
     pub identity_providers: Vec<RawIdentityProvider>,
     pub exchange: Option<RawExchange>,
+    pub hosted_email: Option<RawHostedEmail>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RawHostedEmail {
+    /// Life of the one-time `authtoken` sent by email.
+    #[serde(default = "default_authtoken_ttl")]
+    pub authtoken_ttl_seconds: u64,
+    /// Life of the encrypted user token given for it.
+    #[serde(default = "default_user_token_ttl")]
+    pub user_token_ttl_seconds: u64,
+    /// AES-256-GCM keys; the first seals new user tokens, all open them.
+    #[serde(default)]
+    pub encryption_keys: Vec<RawEncryptionKey>,
+    /// `smtp://host:port` (plain), `smtp://host:port?tls=required` (STARTTLS) or
+    /// `smtps://host:port` (TLS); credentials as `smtp://user:pass@host`. Exclusive with
+    /// `outbox_dir`.
+    pub smtp_url: Option<Secret>,
+    /// Writes each email as an `.eml` file here instead of sending it.
+    pub outbox_dir: Option<String>,
+    #[serde(default = "default_mail_from")]
+    pub from: String,
+    #[serde(default = "default_mail_subject")]
+    pub subject: String,
+    /// Authentication emails per address per hour.
+    #[serde(default = "default_emails_per_address")]
+    pub emails_per_address_per_hour: u32,
+    /// Authentication emails per client (passkey) per minute.
+    #[serde(default = "default_emails_per_client")]
+    pub emails_per_client_per_minute: u32,
+    #[serde(default)]
+    pub clients: Vec<RawHostedEmailClient>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RawEncryptionKey {
+    /// Written in every token (outside the ciphertext) to pick the key that opens it.
+    pub id: String,
+    /// 32 bytes, base64.
+    pub key: Secret,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RawHostedEmailClient {
+    pub name: String,
+    pub passkey: Secret,
+    /// Allowed callback URL prefixes (absolute http(s) URLs).
+    pub callback_urls: Vec<String>,
+    /// Accepted `apiversion` values, e.g. `["5.4"]`.
+    pub api_versions: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -382,6 +432,24 @@ fn default_max_stale() -> u64 {
 }
 fn default_fetch_timeout_ms() -> u64 {
     2_000
+}
+fn default_authtoken_ttl() -> u64 {
+    3600
+}
+fn default_user_token_ttl() -> u64 {
+    30 * 86_400
+}
+fn default_mail_from() -> String {
+    "keyway <no-reply@localhost>".to_owned()
+}
+fn default_mail_subject() -> String {
+    "Confirm your email address".to_owned()
+}
+fn default_emails_per_address() -> u32 {
+    5
+}
+fn default_emails_per_client() -> u32 {
+    600
 }
 fn default_exchange_prefix() -> String {
     "/api/authenticate".to_owned()

@@ -1,12 +1,14 @@
 //! Raw config -> compiled [`Config`]: every check, every problem named by its key.
 
 use super::converse::{ConverseSettings, compile_cache, compile_converse, compile_store};
+use super::hosted_email::{HostedEmailSettings, compile_hosted_email};
 use super::identity::{ExchangeSettings, ProviderSettings, compile_exchange, compile_providers};
 use super::raw::{RawConfig, RawRoute, RawServer, RawUpstream};
 use super::secret::Secret;
 use super::{AdminSettings, Config, ConfigProblem, LogSettings, ServerSettings, TlsFiles};
 use crate::auth::{AuthKind, Available};
 use crate::endpoints::EndpointKind;
+use crate::endpoints::hosted_email::{AUTHENTICATE_USER_PATH, REQUEST_EMAIL_PATH};
 use crate::headers::{HeaderPolicy, RESERVED, normalise_name};
 use crate::routing::{Route, RouteTable, RouteTarget, validate_prefix};
 use crate::upstream::{PeerSettings, Upstream};
@@ -73,6 +75,10 @@ pub fn compile(raw: RawConfig, base: &Path, problems: &mut Vec<ConfigProblem>) -
         .exchange
         .as_ref()
         .map(|exchange| compile_exchange(exchange, &identity_providers, checker.problems));
+    let hosted_email = raw
+        .hosted_email
+        .as_ref()
+        .map(|hosted| compile_hosted_email(hosted, base, checker.problems));
     let upstreams = compile_upstreams(&raw.upstreams, base, &mut checker);
     let credentials = compile_credentials(&raw.credentials, &mut checker);
     let context = RouteContext {
@@ -82,6 +88,7 @@ pub fn compile(raw: RawConfig, base: &Path, problems: &mut Vec<ConfigProblem>) -
         converse: converse.as_ref(),
         providers: &identity_providers,
         exchange: exchange.as_ref(),
+        hosted_email: hosted_email.as_ref(),
     };
     let routes = compile_routes(&raw, &context, &mut checker);
     Config {
@@ -94,6 +101,7 @@ pub fn compile(raw: RawConfig, base: &Path, problems: &mut Vec<ConfigProblem>) -
         converse,
         identity_providers,
         exchange,
+        hosted_email,
     }
 }
 
@@ -292,6 +300,7 @@ struct RouteContext<'a> {
     converse: Option<&'a ConverseSettings>,
     providers: &'a [ProviderSettings],
     exchange: Option<&'a ExchangeSettings>,
+    hosted_email: Option<&'a HostedEmailSettings>,
 }
 
 impl RouteContext<'_> {
@@ -321,6 +330,13 @@ fn compile_routes(raw: &RawConfig, context: &RouteContext, checker: &mut Checker
     }
     if let Some(exchange) = context.exchange {
         builtin.push(("exchange.api_prefix", exchange_route(exchange, context)));
+    }
+    if context.hosted_email.is_some() {
+        builtin.extend(
+            hosted_email_routes(context)
+                .into_iter()
+                .map(|route| ("hosted_email", route)),
+        );
     }
     for (key, route) in builtin {
         let taken = compiled
@@ -352,6 +368,34 @@ fn exchange_route(exchange: &ExchangeSettings, context: &RouteContext) -> Route 
         HeaderPolicy::new(context.always_stripped(), Vec::new(), Vec::new()),
         64 * 1024,
     )
+}
+
+/// The hosted email APIs: public routes (the passkey in the call is checked by the API).
+fn hosted_email_routes(context: &RouteContext) -> Vec<Route> {
+    let route = |name: &str, path: &str, kind: EndpointKind| {
+        Route::new(
+            name.to_owned(),
+            path.to_owned(),
+            None,
+            Some(vec![Method::POST]),
+            RouteTarget::Endpoint(kind),
+            vec![AuthKind::None],
+            HeaderPolicy::new(context.always_stripped(), Vec::new(), Vec::new()),
+            16 * 1024,
+        )
+    };
+    vec![
+        route(
+            "hosted_email.request",
+            REQUEST_EMAIL_PATH,
+            EndpointKind::HostedEmailRequest,
+        ),
+        route(
+            "hosted_email.authenticate",
+            AUTHENTICATE_USER_PATH,
+            EndpointKind::HostedEmailAuthenticate,
+        ),
+    ]
 }
 
 /// The token API's routes: verify is public, the token calls need a Converse token.
@@ -461,6 +505,7 @@ fn compile_route(
         converse: context.converse.is_some(),
         jwt: !context.providers.is_empty(),
         exchange: context.exchange.is_some(),
+        hosted_email: context.hosted_email.is_some(),
     };
     let auth = compile_auth(key, &raw.auth, available, checker);
     check_tenant_scope(key, raw, &auth, context.providers, checker);
@@ -484,13 +529,18 @@ fn compile_route(
     if raw.max_body_bytes == Some(0) {
         checker.fail(format!("{key}.max_body_bytes"), "must be at least 1");
     }
-    // A bearer token stays at the gateway: the upstream gets identity headers instead.
+    // A bearer token or a user token stays at the gateway: the upstream gets identity
+    // headers instead.
     let bearer = auth.contains(&AuthKind::Jwt).then_some("authorization");
+    let user_token = auth
+        .contains(&AuthKind::HostedEmail)
+        .then_some(crate::auth::hosted_email::USER_TOKEN_HEADER);
     let stripped = raw
         .strip_request_headers
         .iter()
         .map(String::as_str)
-        .chain(bearer);
+        .chain(bearer)
+        .chain(user_token);
     let headers = HeaderPolicy::new(stripped.chain(context.always_stripped()), inject?, identity);
     let route = Route::new(
         raw.name.clone(),

@@ -2,11 +2,13 @@
 
 mod converse;
 mod exchange;
+pub mod hosted_email;
 
 use crate::auth::Principal;
 use crate::converse::ConverseService;
 use crate::error::GatewayError;
 use crate::exchange::ExchangeService;
+use crate::hosted_email::HostedEmailService;
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
 use serde_json::{Map, Value};
@@ -24,6 +26,10 @@ pub enum EndpointKind {
     ConverseDeleteToken,
     /// `POST {exchange.api_prefix}/{customerId}[?providerId=N]`
     ExchangeAuthenticate,
+    /// `POST /api/hostedauthentication`
+    HostedEmailRequest,
+    /// `POST /data/authenticateuser.json`
+    HostedEmailAuthenticate,
 }
 
 /// A request to a built-in API, body already read (within the route's limit).
@@ -56,6 +62,7 @@ impl EndpointResponse {
 pub struct Endpoints {
     pub converse: Option<Arc<ConverseService>>,
     pub exchange: Option<Arc<ExchangeService>>,
+    pub hosted_email: Option<Arc<HostedEmailService>>,
 }
 
 impl Endpoints {
@@ -77,6 +84,12 @@ impl Endpoints {
             EndpointKind::ExchangeAuthenticate => {
                 exchange::authenticate(self.exchange()?, request).await
             }
+            EndpointKind::HostedEmailRequest => {
+                hosted_email::request_email(self.hosted_email()?, request).await
+            }
+            EndpointKind::HostedEmailAuthenticate => {
+                hosted_email::authenticate_user(self.hosted_email()?, request).await
+            }
         }
     }
 
@@ -87,6 +100,10 @@ impl Endpoints {
 
     fn exchange(&self) -> Result<&ExchangeService, GatewayError> {
         self.exchange.as_deref().ok_or(GatewayError::Internal)
+    }
+
+    fn hosted_email(&self) -> Result<&HostedEmailService, GatewayError> {
+        self.hosted_email.as_deref().ok_or(GatewayError::Internal)
     }
 }
 

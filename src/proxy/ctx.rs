@@ -3,8 +3,8 @@
 use crate::auth::Principal;
 use crate::error::GatewayError;
 use crate::lifecycle::InFlightGuard;
+use crate::proxy::credential_params::ForwardRewrite;
 use crate::proxy::upstream_errors::ErrorBodyRewrite;
-use crate::proxy::verifier::ForwardRewrite;
 use crate::routing::{Route, RouteTarget};
 use crate::upstream::Upstream;
 use http::HeaderValue;

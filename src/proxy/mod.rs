@@ -1,13 +1,13 @@
 //! The Pingora `ProxyHttp` implementation: hooks in phase order, each a few lines that call
 //! the module that owns the decision.
 
+mod credential_params;
 mod ctx;
 mod endpoint;
 mod failure;
 mod request;
 mod respond;
 pub mod upstream_errors;
-mod verifier;
 
 pub use ctx::RequestCtx;
 pub use respond::envelope_response;
@@ -107,7 +107,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         request::count_body(ctx, body.as_ref()).map_err(|error| failure::expected(ctx, error))?;
-        verifier::apply_to_body(ctx, body, end_of_stream);
+        credential_params::apply_to_body(ctx, body, end_of_stream);
         Ok(())
     }
 
@@ -151,7 +151,7 @@ impl ProxyHttp for Gateway {
                 .headers
                 .apply(upstream_request, &ctx.request_id, principal);
         }
-        verifier::apply_to_head(&ctx.rewrite, upstream_request)
+        credential_params::apply_to_head(&ctx.rewrite, upstream_request)
     }
 
     async fn upstream_response_filter(

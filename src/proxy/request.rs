@@ -1,9 +1,9 @@
 //! `request_filter`: target check, route match, declared body size, authentication.
 
 use super::Gateway;
+use super::credential_params;
 use super::ctx::RequestCtx;
-use super::verifier;
-use crate::auth::{AuthKind, AuthRequest, authenticate_any};
+use crate::auth::{AuthRequest, authenticate_any};
 use crate::error::GatewayError;
 use crate::routing::{Route, RouteMatch, check_request_target};
 use http::header;
@@ -21,11 +21,15 @@ pub async fn admit(
     let route = match_route(gateway, session.req_header(), ctx)?;
     ctx.route = Some(route.clone());
     check_declared_length(session.req_header(), route.max_body_bytes)?;
-    let exchange = route.auth.contains(&AuthKind::Exchange);
-    let body = if exchange {
-        verifier::read_json_body(session, route.max_body_bytes).await?
-    } else {
+    let secrets: Vec<&str> = route
+        .auth
+        .iter()
+        .flat_map(|kind| kind.secret_parameters().iter().copied())
+        .collect();
+    let body = if secrets.is_empty() {
         None
+    } else {
+        credential_params::read_body(session, route.max_body_bytes).await?
     };
     let request = session.req_header();
     let auth_request = AuthRequest {
@@ -34,7 +38,7 @@ pub async fn admit(
         headers: &request.headers,
         client_ip: client_ip(session),
         tenants: &route.tenants,
-        body: body.as_ref(),
+        body: body.as_ref().map(|body| &body.fields),
     };
     let principal = authenticate_any(
         gateway.authenticators().for_route(&route.auth),
@@ -43,8 +47,8 @@ pub async fn admit(
     )
     .await?;
     ctx.principal = Some(principal);
-    if exchange {
-        ctx.rewrite = verifier::without_verifier(request, body.as_ref());
+    if !secrets.is_empty() {
+        ctx.rewrite = credential_params::without_secrets(request, body.as_ref(), &secrets);
     }
     Ok(())
 }

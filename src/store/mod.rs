@@ -21,6 +21,8 @@ pub enum Namespace {
     ConverseToken,
     /// userInfoIds of the identity exchange.
     ExchangeUserInfo,
+    /// One-time authtokens of hosted email authentication.
+    HostedEmailAuthToken,
 }
 
 impl Namespace {
@@ -28,6 +30,7 @@ impl Namespace {
         match self {
             Namespace::ConverseToken => "converse_token",
             Namespace::ExchangeUserInfo => "exchange_user_info",
+            Namespace::HostedEmailAuthToken => "hosted_email_authtoken",
         }
     }
 }

@@ -517,22 +517,9 @@ directory_timeout_ms = 500
 
 #[test]
 fn the_shipped_config_serves_the_readme_flow() {
-    let shipped =
-        std::fs::read_to_string(crate::support::keyway::repository_file("config.toml")).unwrap();
-    let dir = tempfile::tempdir().unwrap();
     let demo = Backend::start();
-    let config = shipped
-        .replace("127.0.0.1:8080", "127.0.0.1:0")
-        .replace("127.0.0.1:9090", "127.0.0.1:0")
-        .replace("127.0.0.1:9000", &demo.address.to_string())
-        .replace(
-            "data/keyway.db",
-            &dir.path().join("keyway.db").display().to_string(),
-        );
-    let keyway = Keyway::start(
-        &config,
-        &[("ASAPP_API_ID", "id"), ("ASAPP_API_SECRET", "secret")],
-    );
+    let config = crate::support::shipped_config(demo.address);
+    let keyway = Keyway::start(&config, &crate::support::SHIPPED_ENV);
     let client = Client::new();
     // The README's curl examples, as HTTP calls.
     let token = token_for(&client, &keyway, ADMIN, 600, false);

@@ -7,6 +7,7 @@ mod converse;
 mod errors;
 mod exchange;
 mod forwarding;
+mod hosted_email;
 mod jwt;
 mod observability;
 mod path_tricks;

@@ -14,7 +14,7 @@ pub struct Keyway {
     pub proxy: SocketAddr,
     pub admin: SocketAddr,
     logs: Arc<Mutex<String>>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 /// `keyway` with `args`, the given config text and environment; returns the process output.
@@ -69,7 +69,7 @@ impl Keyway {
             proxy,
             admin,
             logs,
-            _dir: dir,
+            dir,
         }
     }
 
@@ -87,6 +87,11 @@ impl Keyway {
             std::thread::sleep(Duration::from_millis(20));
         }
         panic!("keyway never became ready; output:\n{}", self.logs());
+    }
+
+    /// The directory holding the config file: relative paths in the config resolve here.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
     }
 
     pub fn url(&self, path: &str) -> String {

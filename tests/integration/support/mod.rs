@@ -6,6 +6,7 @@ pub mod jose;
 pub mod keyway;
 pub mod pki;
 pub mod raw_http;
+pub mod smtp;
 
 pub use backend::Backend;
 pub use keyway::Keyway;
@@ -64,4 +65,25 @@ pub fn envelope(body: &[u8]) -> (String, String, String) {
             .to_owned()
     };
     (field("requestId"), field("code"), field("message"))
+}
+
+/// The environment the shipped `config.toml` reads (the Makefile's demo values).
+pub const SHIPPED_ENV: [(&str, &str); 4] = [
+    ("ASAPP_API_ID", "id"),
+    ("ASAPP_API_SECRET", "secret"),
+    (
+        "HOSTED_EMAIL_KEY",
+        "ZGVtby1rZXktbm90LWZvci1wcm9kdWN0aW9uLTAwMDE=",
+    ),
+    ("HOSTED_EMAIL_PASSKEY", "demo-reviews-passkey-0001"),
+];
+
+/// The shipped `config.toml` on port 0 with `backend` as its demo upstream; its relative
+/// paths (store, outbox) resolve in the keyway process's own directory.
+pub fn shipped_config(backend: SocketAddr) -> String {
+    std::fs::read_to_string(keyway::repository_file("config.toml"))
+        .unwrap()
+        .replace("127.0.0.1:8080", "127.0.0.1:0")
+        .replace("127.0.0.1:9090", "127.0.0.1:0")
+        .replace("127.0.0.1:9000", &backend.to_string())
 }

@@ -1,0 +1,215 @@
+//! Hosted email authentication (seed 002): a client (passkey) asks keyway to email a one-time
+//! `authtoken` link to a content submitter; the landing page trades the `authtoken` for an
+//! encrypted user token; later submissions carry that token on `auth = ["hosted_email"]` routes.
+//!
+//! Authtokens are 256 random bits, stored only as their SHA-256 with an expiry, and consumed
+//! exactly once (the store's remove decides between concurrent callers). User tokens are
+//! AES-256-GCM (see [`user_token`]); nothing about them is stored.
+
+pub mod clients;
+mod mailer;
+mod rate_limit;
+pub mod user_token;
+
+use crate::auth::Principal;
+use crate::config::hosted_email::{HostedEmailClient, HostedEmailSettings};
+use crate::error::GatewayError;
+use crate::store::{Namespace, Record, SecretKey, Store, get_json, now_ms};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use clients::Clients;
+use mailer::{Email, Mailer};
+use rate_limit::SendLimits;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::sync::Arc;
+use user_token::{KeyRing, UserClaims};
+
+/// The principal's `authenticator` name and metric label.
+const AUTHENTICATOR: &str = "hosted_email";
+
+/// What an authtoken stands for until it is used.
+#[derive(Serialize, Deserialize)]
+struct PendingAuthentication {
+    email: String,
+    client: String,
+}
+
+/// A user token and the address it proves.
+#[derive(Debug)]
+pub struct Authenticated {
+    pub user_token: String,
+    pub email: String,
+}
+
+pub struct HostedEmailService {
+    settings: HostedEmailSettings,
+    clients: Clients,
+    keys: KeyRing,
+    store: Arc<dyn Store>,
+    mailer: Mailer,
+    limits: SendLimits,
+}
+
+impl HostedEmailService {
+    pub fn new(settings: HostedEmailSettings, store: Arc<dyn Store>) -> Result<Self, String> {
+        Ok(HostedEmailService {
+            clients: Clients::new(&settings.clients),
+            keys: KeyRing::new(&settings.encryption_keys),
+            mailer: Mailer::new(&settings.delivery)?,
+            limits: SendLimits::new(
+                settings.emails_per_address_per_hour,
+                settings.emails_per_client_per_minute,
+            ),
+            store,
+            settings,
+        })
+    }
+
+    pub fn clients(&self) -> &Clients {
+        &self.clients
+    }
+
+    /// `POST /api/hostedauthentication`: stores a one-time authtoken for `email` and sends
+    /// the link `callback_url?authtoken=…` to it. Nothing is sent for a refused request.
+    pub async fn request_email(
+        &self,
+        client: &HostedEmailClient,
+        email: &str,
+        callback_url: &str,
+    ) -> Result<(), GatewayError> {
+        let to: lettre::message::Mailbox = email
+            .parse::<lettre::Address>()
+            .map(Into::into)
+            .map_err(|_| GatewayError::UnprocessableEntity)?;
+        if !clients::callback_allowed(client, callback_url) {
+            return Err(GatewayError::UnprocessableEntity);
+        }
+        self.limits.admit(&client.name, email)?;
+        let authtoken = random_token();
+        let key = SecretKey::of(authtoken.as_bytes());
+        let pending = PendingAuthentication {
+            email: email.to_owned(),
+            client: client.name.clone(),
+        };
+        let record = Record {
+            value: serde_json::to_vec(&pending).expect("serialisable"),
+            expires_at_ms: Some(now_ms() + self.settings.authtoken_ttl.as_millis() as i64),
+        };
+        self.store
+            .put(Namespace::HostedEmailAuthToken, &key, &record)
+            .await?;
+        let link = link_with_authtoken(callback_url, &authtoken);
+        let email = Email {
+            from: &self.settings.from,
+            to,
+            subject: &self.settings.subject,
+            link: &link,
+        };
+        if let Err(error) = self.mailer.send(email).await {
+            tracing::warn!(client = client.name, %error, "authentication email not sent");
+            // The link never left: its authtoken must not stay usable.
+            let _ = self
+                .store
+                .remove(Namespace::HostedEmailAuthToken, &key)
+                .await;
+            return Err(GatewayError::ServiceUnavailable);
+        }
+        Ok(())
+    }
+
+    /// `POST /data/authenticateuser.json`: consumes the authtoken (exactly once) and answers
+    /// with a user token. A missing, unknown, expired, used or other client's authtoken is
+    /// [`GatewayError::InvalidAuthToken`].
+    pub async fn authenticate_user(
+        &self,
+        client: &HostedEmailClient,
+        authtoken: Option<&str>,
+    ) -> Result<Authenticated, GatewayError> {
+        let authtoken = authtoken
+            .filter(|token| !token.is_empty() && token.len() <= 256)
+            .ok_or(GatewayError::InvalidAuthToken)?;
+        let key = SecretKey::of(authtoken.as_bytes());
+        let namespace = Namespace::HostedEmailAuthToken;
+        let Some((pending, _)) =
+            get_json::<PendingAuthentication>(self.store.as_ref(), namespace, &key).await?
+        else {
+            return Err(GatewayError::InvalidAuthToken);
+        };
+        // Another client's authtoken is refused without being used up.
+        if pending.client != client.name || !self.store.remove(namespace, &key).await? {
+            return Err(GatewayError::InvalidAuthToken);
+        }
+        let iat = now_ms() / 1000;
+        let claims = UserClaims {
+            email: pending.email,
+            client: pending.client,
+            iat,
+            exp: iat + self.settings.user_token_ttl.as_secs() as i64,
+        };
+        Ok(Authenticated {
+            user_token: self.keys.seal(&claims),
+            email: claims.email,
+        })
+    }
+
+    /// The principal of a user token presented with `passkey`: the token must open under one
+    /// of our keys, belong to the passkey's client and be unexpired.
+    pub fn verify_user_token(&self, passkey: Option<&str>, user_token: &str) -> Option<Principal> {
+        let client = self.clients.by_passkey(passkey?)?;
+        let claims = self.keys.open(user_token)?;
+        if claims.client != client.name || claims.exp <= now_ms() / 1000 {
+            return None;
+        }
+        let mut attributes = Map::new();
+        attributes.insert("email".into(), Value::String(claims.email));
+        attributes.insert("client".into(), Value::String(claims.client));
+        Some(Principal {
+            authenticator: AUTHENTICATOR,
+            claims: Arc::new(attributes),
+            tenant: None,
+        })
+    }
+}
+
+/// 256 random bits, base64url: the authtoken.
+fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut bytes).expect("the system random source");
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// `callback` with `authtoken=…` appended to its query (base64url needs no escaping).
+fn link_with_authtoken(callback: &str, authtoken: &str) -> String {
+    let separator = match callback.split_once('?') {
+        None => "?",
+        Some((_, "")) => "",
+        Some((_, query)) if query.ends_with('&') => "",
+        Some(_) => "&",
+    };
+    format!("{callback}{separator}authtoken={authtoken}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_link_appends_the_authtoken_to_the_query() {
+        assert_eq!(
+            link_with_authtoken("https://a/cb", "T"),
+            "https://a/cb?authtoken=T"
+        );
+        assert_eq!(
+            link_with_authtoken("https://a/cb?x=1", "T"),
+            "https://a/cb?x=1&authtoken=T"
+        );
+        assert_eq!(
+            link_with_authtoken("https://a/cb?", "T"),
+            "https://a/cb?authtoken=T"
+        );
+        let token = random_token();
+        assert_eq!(token.len(), 43);
+        assert_ne!(token, random_token());
+    }
+}
