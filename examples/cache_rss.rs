@@ -100,7 +100,15 @@ fn authenticator(capacity: usize) -> JwtAuthenticator {
         capacity: capacity as u64,
         ttl: Duration::from_secs(3600),
     };
-    JwtAuthenticator::new(vec![JwtProvider::new(&settings, keys)], &cache, metrics)
+    // What a route with `identity_headers = { "x-auth-subject" = "sub", "x-auth-email" = "email" }`
+    // keeps of each token.
+    let claims_in_use = vec!["email".to_owned(), "sub".to_owned()];
+    JwtAuthenticator::new(
+        vec![JwtProvider::new(&settings, keys)],
+        claims_in_use,
+        &cache,
+        metrics,
+    )
 }
 
 /// The process's resident set size, from `/proc/self/statm` (pages).

@@ -2,7 +2,7 @@
 
 use crate::admin::AdminApp;
 use crate::auth::jwt::JwtProvider;
-use crate::auth::{Authenticators, JwtAuthenticator};
+use crate::auth::{AuthServices, Authenticators, JwtAuthenticator};
 use crate::config::{Config, StoreSettings};
 use crate::converse::ConverseService;
 use crate::endpoints::Endpoints;
@@ -153,6 +153,7 @@ fn build_services(
             .collect();
         Arc::new(JwtAuthenticator::new(
             providers,
+            config.jwt_claims_in_use(),
             &config.cache,
             metrics.clone(),
         ))
@@ -182,10 +183,13 @@ fn build_services(
         .collect();
     Ok(Services {
         authenticators: Authenticators::new(
-            converse.clone(),
-            jwt,
-            exchange.clone(),
-            hosted_email.clone(),
+            AuthServices {
+                converse: converse.clone(),
+                jwt,
+                exchange: exchange.clone(),
+                hosted_email: hosted_email.clone(),
+            },
+            metrics,
         ),
         endpoints: Endpoints {
             converse,

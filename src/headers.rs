@@ -99,6 +99,11 @@ impl HeaderPolicy {
             .any(|protected| same_header(name, protected))
     }
 
+    /// The claim paths this policy's identity headers read.
+    pub fn identity_claims(&self) -> impl Iterator<Item = &str> {
+        self.identity.iter().map(|(_, claim)| claim.as_str())
+    }
+
     /// Rewrites an upstream request: strip, then set the request id, credentials and identity.
     pub fn apply(
         &self,
@@ -208,8 +213,11 @@ mod tests {
             request.append_header(name.to_owned(), value).unwrap();
         }
         let mut principal = Principal::anonymous("t");
-        std::sync::Arc::make_mut(&mut principal.claims)
-            .insert("email".into(), "a@example.com".into());
+        principal.claims = std::sync::Arc::new(
+            [("email".to_owned(), "a@example.com".into())]
+                .into_iter()
+                .collect(),
+        );
         request
             .append_header("X-Auth-Email", "spoofed@example.com")
             .unwrap();

@@ -1,8 +1,8 @@
 //! Prometheus metrics: one registry per keyway instance, rendered by the admin listener.
 
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
-    TextEncoder,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts,
+    Registry, TextEncoder,
 };
 use std::time::Duration;
 
@@ -103,11 +103,13 @@ impl Metrics {
         }
     }
 
-    pub fn observe_cache(&self, cache: &str, hit: bool) {
-        let result = if hit { "hit" } else { "miss" };
-        self.cache_requests
-            .with_label_values(&[cache, result])
-            .inc();
+    /// The hit and miss counters of one cache, resolved once.
+    pub fn cache_series(&self, cache: &str) -> CacheSeries {
+        let series = |result: &str| self.cache_requests.with_label_values(&[cache, result]);
+        CacheSeries {
+            hit: series("hit"),
+            miss: series("miss"),
+        }
     }
 
     pub fn observe_store(&self, op: &str) {
@@ -160,11 +162,15 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    pub fn observe_auth(&self, authenticator: &str, result: &str, elapsed: Duration) {
-        self.auth.with_label_values(&[authenticator, result]).inc();
-        self.auth_duration
-            .with_label_values(&[authenticator])
-            .observe(elapsed.as_secs_f64());
+    /// The verdict counters and duration histogram of one authenticator, resolved once.
+    pub fn auth_series(&self, authenticator: &str) -> AuthSeries {
+        let verdict = |result: &str| self.auth.with_label_values(&[authenticator, result]);
+        AuthSeries {
+            allow: verdict("allow"),
+            deny: verdict("deny"),
+            absent: verdict("absent"),
+            duration: self.auth_duration.with_label_values(&[authenticator]),
+        }
     }
 
     /// The registry in Prometheus text exposition format.
@@ -174,6 +180,48 @@ impl Metrics {
             .encode(&self.registry.gather(), &mut out)
             .expect("text encoding to a Vec cannot fail");
         out
+    }
+}
+
+/// `keyway_cache_requests_total` of one cache: the request path counts without label lookups.
+#[derive(Clone)]
+pub struct CacheSeries {
+    hit: IntCounter,
+    miss: IntCounter,
+}
+
+impl CacheSeries {
+    pub fn observe(&self, hit: bool) {
+        if hit { &self.hit } else { &self.miss }.inc();
+    }
+}
+
+/// `keyway_auth_total` and `keyway_auth_duration_seconds` of one authenticator.
+#[derive(Clone)]
+pub struct AuthSeries {
+    allow: IntCounter,
+    deny: IntCounter,
+    absent: IntCounter,
+    duration: Histogram,
+}
+
+/// An authenticator's verdict, as counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Allow,
+    Deny,
+    Absent,
+}
+
+impl AuthSeries {
+    pub fn observe(&self, verdict: Verdict, elapsed: Duration) {
+        match verdict {
+            Verdict::Allow => &self.allow,
+            Verdict::Deny => &self.deny,
+            Verdict::Absent => &self.absent,
+        }
+        .inc();
+        self.duration.observe(elapsed.as_secs_f64());
     }
 }
 

@@ -5,25 +5,27 @@
 //! are cached under the SHA-256 of the token, never past `exp` (+ leeway) or `cache.ttl_seconds`.
 
 use super::{AuthDenial, AuthOutcome, AuthRequest, Authenticator, Principal, Tenant};
+use crate::cache::CredentialCache;
 use crate::config::CacheSettings;
 use crate::config::identity::ProviderSettings;
 use crate::jwks::ProviderKeys;
 use crate::jwt::keys::KeyLookup;
 use crate::jwt::{ClaimsPolicy, Denial, UnverifiedToken, parse};
-use crate::metrics::Metrics;
+use crate::metrics::{CacheSeries, Metrics};
 use crate::routing::TenantScope;
 use crate::store::{SecretKey, now_ms};
 use async_trait::async_trait;
 use jsonwebtoken::Algorithm;
-use moka::sync::Cache;
 use std::sync::Arc;
+use std::time::Duration;
 use tracing::debug;
 
 const CACHE_NAME: &str = "jwt";
 
 /// One configured provider, compiled.
 pub struct JwtProvider {
-    pub tenant: Tenant,
+    /// Shared by every principal this provider vouches for.
+    pub tenant: Arc<Tenant>,
     pub policy: ClaimsPolicy,
     pub algorithms: Vec<Algorithm>,
     pub max_token_bytes: usize,
@@ -33,10 +35,10 @@ pub struct JwtProvider {
 impl JwtProvider {
     pub fn new(settings: &ProviderSettings, keys: Arc<ProviderKeys>) -> Self {
         JwtProvider {
-            tenant: Tenant {
+            tenant: Arc::new(Tenant {
                 customer_id: settings.customer_id.clone(),
                 provider_id: settings.provider_id,
-            },
+            }),
             policy: ClaimsPolicy {
                 issuer: settings.issuer.clone(),
                 audiences: settings.audiences.clone(),
@@ -49,18 +51,17 @@ impl JwtProvider {
     }
 }
 
-struct Verified {
-    principal: Principal,
-    valid_until_ms: i64,
-}
-
 pub struct JwtAuthenticator {
     providers: Vec<JwtProvider>,
     /// Every algorithm some provider allows, and the largest token any accepts.
     algorithms: Vec<Algorithm>,
     max_token_bytes: usize,
-    cache: Cache<SecretKey, Arc<Verified>>,
-    metrics: Arc<Metrics>,
+    /// Verified principals until their token's `exp` (+ leeway), at most `cache.ttl_seconds`.
+    cache: CredentialCache<Principal>,
+    /// The top-level claims anything reads (identity headers, the exchange); a principal keeps
+    /// only these, which keeps cached principals small.
+    claims_in_use: Vec<String>,
+    cache_series: CacheSeries,
 }
 
 impl std::fmt::Debug for JwtAuthenticator {
@@ -80,7 +81,12 @@ enum Verdict {
 }
 
 impl JwtAuthenticator {
-    pub fn new(providers: Vec<JwtProvider>, cache: &CacheSettings, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        providers: Vec<JwtProvider>,
+        claims_in_use: Vec<String>,
+        cache: &CacheSettings,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let mut algorithms: Vec<Algorithm> = providers
             .iter()
             .flat_map(|p| p.algorithms.iter().copied())
@@ -94,42 +100,33 @@ impl JwtAuthenticator {
                 .unwrap_or(0),
             algorithms,
             providers,
-            cache: Cache::builder()
-                .max_capacity(cache.capacity)
-                .time_to_live(cache.ttl)
-                .build(),
-            metrics,
+            cache: CredentialCache::new(cache.capacity, cache.ttl),
+            claims_in_use,
+            cache_series: metrics.cache_series(CACHE_NAME),
         }
     }
 
     /// Verifies a token for a route's tenant scope, using the cache.
     pub async fn verify(&self, token: &str, scope: &TenantScope) -> AuthOutcome {
         let key = SecretKey::of(token.as_bytes());
-        if let Some(hit) = self.cache.get(&key) {
-            let admitted = hit
-                .principal
+        if let Some(principal) = self.cache.get(&key) {
+            let admitted = principal
                 .tenant
                 .as_ref()
                 .is_some_and(|tenant| scope.admits(&tenant.customer_id, tenant.provider_id));
-            let fresh = hit.valid_until_ms > now_ms();
-            if fresh && admitted {
-                self.metrics.observe_cache(CACHE_NAME, true);
-                return AuthOutcome::Allow(hit.principal.clone());
+            if admitted {
+                self.cache_series.observe(true);
+                return AuthOutcome::Allow(principal);
             }
-            if !fresh {
-                self.cache.invalidate(&key);
-            }
-            // Expired, or verified for a provider this route does not admit (providers may
-            // share an issuer): verify again, for this route's scope.
+            // Verified for a provider this route does not admit (providers may share an
+            // issuer): verify again, for this route's scope.
         }
-        self.metrics.observe_cache(CACHE_NAME, false);
+        self.cache_series.observe(false);
         match self.verify_uncached(token, scope).await {
             Verdict::Allow(principal, valid_until_ms) => {
-                let verified = Verified {
-                    principal: principal.clone(),
-                    valid_until_ms,
-                };
-                self.cache.insert(key, Arc::new(verified));
+                let valid_for = u64::try_from(valid_until_ms - now_ms()).unwrap_or(0);
+                self.cache
+                    .insert(key, principal.clone(), Duration::from_millis(valid_for));
                 AuthOutcome::Allow(principal)
             }
             Verdict::Deny(denial) => {
@@ -152,7 +149,7 @@ impl JwtAuthenticator {
         });
         let mut verdict = Verdict::Deny(Denial::UnknownIssuer);
         for provider in candidates {
-            verdict = verify_with(provider, token, &unverified).await;
+            verdict = verify_with(provider, token, &unverified, &self.claims_in_use).await;
             if matches!(verdict, Verdict::Allow(..)) {
                 break;
             }
@@ -165,6 +162,7 @@ async fn verify_with(
     provider: &JwtProvider,
     token: &str,
     unverified: &UnverifiedToken<'_>,
+    claims_in_use: &[String],
 ) -> Verdict {
     let algorithm = unverified.jws.algorithm;
     if token.len() > provider.max_token_bytes {
@@ -190,9 +188,15 @@ async fn verify_with(
     }
     match provider.policy.check(&unverified.claims, now_ms() / 1000) {
         Ok(exp) => {
+            let claims = unverified
+                .claims
+                .iter()
+                .filter(|(name, _)| claims_in_use.contains(name))
+                .map(|(name, value)| (name.clone(), value.clone()))
+                .collect();
             let principal = Principal {
                 authenticator: "jwt",
-                claims: Arc::new(unverified.claims.clone()),
+                claims: Arc::new(claims),
                 tenant: Some(provider.tenant.clone()),
             };
             let valid_until_ms = exp

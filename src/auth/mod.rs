@@ -18,7 +18,7 @@ pub use none::NoneAuthenticator;
 pub use principal::{Principal, Tenant};
 
 use crate::error::GatewayError;
-use crate::metrics::Metrics;
+use crate::metrics::{AuthSeries, Metrics, Verdict};
 use crate::routing::TenantScope;
 use async_trait::async_trait;
 use http::{HeaderMap, Method, Uri};
@@ -71,11 +71,11 @@ pub enum AuthOutcome {
 }
 
 impl AuthOutcome {
-    fn label(&self) -> &'static str {
+    fn verdict(&self) -> Verdict {
         match self {
-            AuthOutcome::Allow(_) => "allow",
-            AuthOutcome::Deny(_) => "deny",
-            AuthOutcome::NotPresent => "absent",
+            AuthOutcome::Allow(_) => Verdict::Allow,
+            AuthOutcome::Deny(_) => Verdict::Deny,
+            AuthOutcome::NotPresent => Verdict::Absent,
         }
     }
 }
@@ -163,38 +163,60 @@ impl AuthKind {
     }
 }
 
+/// An authenticator with its metric series (resolved once, not per request).
+pub struct Instrumented {
+    authenticator: Arc<dyn Authenticator>,
+    series: AuthSeries,
+}
+
+impl Instrumented {
+    pub fn new(authenticator: Arc<dyn Authenticator>, metrics: &Metrics) -> Self {
+        Instrumented {
+            series: metrics.auth_series(authenticator.name()),
+            authenticator,
+        }
+    }
+}
+
+/// The configured services behind `Authenticators::new`.
+#[derive(Default)]
+pub struct AuthServices {
+    pub converse: Option<Arc<crate::converse::ConverseService>>,
+    pub jwt: Option<Arc<JwtAuthenticator>>,
+    pub exchange: Option<Arc<crate::exchange::ExchangeService>>,
+    pub hosted_email: Option<Arc<crate::hosted_email::HostedEmailService>>,
+}
+
 /// One shared instance of each configured authenticator.
 pub struct Authenticators {
-    none: Arc<dyn Authenticator>,
-    converse: Option<Arc<dyn Authenticator>>,
-    jwt: Option<Arc<dyn Authenticator>>,
-    exchange: Option<Arc<dyn Authenticator>>,
-    hosted_email: Option<Arc<dyn Authenticator>>,
+    none: Instrumented,
+    converse: Option<Instrumented>,
+    jwt: Option<Instrumented>,
+    exchange: Option<Instrumented>,
+    hosted_email: Option<Instrumented>,
 }
 
 impl Authenticators {
-    pub fn new(
-        converse: Option<Arc<crate::converse::ConverseService>>,
-        jwt: Option<Arc<JwtAuthenticator>>,
-        exchange: Option<Arc<crate::exchange::ExchangeService>>,
-        hosted_email: Option<Arc<crate::hosted_email::HostedEmailService>>,
-    ) -> Self {
-        let converse = converse.map(|service| Arc::new(ConverseAuthenticator::new(service)));
+    pub fn new(services: AuthServices, metrics: &Metrics) -> Self {
+        let instrument =
+            |authenticator: Arc<dyn Authenticator>| Instrumented::new(authenticator, metrics);
         Authenticators {
-            none: Arc::new(NoneAuthenticator),
-            converse: converse.map(|authenticator| authenticator as Arc<dyn Authenticator>),
-            jwt: jwt.map(|authenticator| authenticator as Arc<dyn Authenticator>),
-            exchange: exchange.map(|service| {
-                Arc::new(ExchangeAuthenticator::new(service)) as Arc<dyn Authenticator>
-            }),
-            hosted_email: hosted_email.map(|service| {
-                Arc::new(HostedEmailAuthenticator::new(service)) as Arc<dyn Authenticator>
-            }),
+            none: instrument(Arc::new(NoneAuthenticator)),
+            converse: services
+                .converse
+                .map(|service| instrument(Arc::new(ConverseAuthenticator::new(service)))),
+            jwt: services.jwt.map(|authenticator| instrument(authenticator)),
+            exchange: services
+                .exchange
+                .map(|service| instrument(Arc::new(ExchangeAuthenticator::new(service)))),
+            hosted_email: services
+                .hosted_email
+                .map(|service| instrument(Arc::new(HostedEmailAuthenticator::new(service)))),
         }
     }
 
     /// Config validation guarantees every kind a route names is present.
-    fn get(&self, kind: AuthKind) -> Option<&Arc<dyn Authenticator>> {
+    fn get(&self, kind: AuthKind) -> Option<&Instrumented> {
         match kind {
             AuthKind::None => Some(&self.none),
             AuthKind::Converse => self.converse.as_ref(),
@@ -208,7 +230,7 @@ impl Authenticators {
     pub fn for_route<'a>(
         &'a self,
         kinds: &'a [AuthKind],
-    ) -> impl Iterator<Item = &'a Arc<dyn Authenticator>> + 'a {
+    ) -> impl Iterator<Item = &'a Instrumented> + 'a {
         kinds.iter().filter_map(|kind| self.get(*kind))
     }
 }
@@ -220,15 +242,18 @@ impl Authenticators {
 /// - exactly one Allow allows;
 /// - nothing presented is 401.
 pub async fn authenticate_any<'a>(
-    authenticators: impl IntoIterator<Item = &'a Arc<dyn Authenticator>>,
+    authenticators: impl IntoIterator<Item = &'a Instrumented>,
     request: &AuthRequest<'_>,
-    metrics: &Metrics,
 ) -> Result<Principal, GatewayError> {
     let mut allowed: Option<Principal> = None;
-    for authenticator in authenticators {
+    for Instrumented {
+        authenticator,
+        series,
+    } in authenticators
+    {
         let started = Instant::now();
         let outcome = authenticator.authenticate(request).await;
-        metrics.observe_auth(authenticator.name(), outcome.label(), started.elapsed());
+        series.observe(outcome.verdict(), started.elapsed());
         match outcome {
             AuthOutcome::Deny(denial) => return Err(denial.into()),
             AuthOutcome::Allow(_) if allowed.is_some() => return Err(GatewayError::Unauthorized),
@@ -256,7 +281,7 @@ mod tests {
         }
     }
 
-    async fn decide(list: Vec<Arc<dyn Authenticator>>) -> Result<Principal, GatewayError> {
+    async fn decide(list: Vec<Instrumented>) -> Result<Principal, GatewayError> {
         let (method, uri, headers) = (Method::GET, Uri::from_static("/"), HeaderMap::new());
         let request = AuthRequest {
             method: &method,
@@ -266,7 +291,7 @@ mod tests {
             tenants: &TenantScope::default(),
             body: None,
         };
-        authenticate_any(&list, &request, &Metrics::new()).await
+        authenticate_any(&list, &request).await
     }
 
     fn allow() -> AuthOutcome {
@@ -293,9 +318,10 @@ mod tests {
             ),
         ];
         for (outcomes, expected) in cases {
-            let list: Vec<Arc<dyn Authenticator>> = outcomes
+            let metrics = Metrics::new();
+            let list: Vec<Instrumented> = outcomes
                 .iter()
-                .map(|outcome| Arc::new(Fixed("t", *outcome)) as Arc<dyn Authenticator>)
+                .map(|outcome| Instrumented::new(Arc::new(Fixed("t", *outcome)), &metrics))
                 .collect();
             assert_eq!(
                 decide(list).await.map(|_| ()),

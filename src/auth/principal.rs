@@ -10,13 +10,49 @@ pub struct Principal {
     pub authenticator: &'static str,
     /// Named attributes (`sub`, `email`, `admin`, nested objects for JWT claims, …); shared,
     /// so a cached principal is handed out without copying its claims.
-    pub claims: Arc<Map<String, Value>>,
+    pub claims: Arc<Claims>,
     /// The identity provider that vouched for it (JWT and exchange principals).
-    pub tenant: Option<Tenant>,
+    pub tenant: Option<Arc<Tenant>>,
+}
+
+/// A principal's few named attributes, as a boxed list: a map allocates a whole node even for
+/// one entry, which at a million cached principals would cost more than the claims themselves.
+/// Names are unique (built from a map or a filtered map).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Claims(Box<[(Box<str>, Value)]>);
+
+impl Claims {
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.0
+            .iter()
+            .find(|(key, _)| key.as_ref() == name)
+            .map(|(_, value)| value)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.0.iter().map(|(name, value)| (name.as_ref(), value))
+    }
+}
+
+impl FromIterator<(String, Value)> for Claims {
+    fn from_iter<I: IntoIterator<Item = (String, Value)>>(claims: I) -> Self {
+        Claims(
+            claims
+                .into_iter()
+                .map(|(name, value)| (name.into_boxed_str(), value))
+                .collect(),
+        )
+    }
+}
+
+impl From<Map<String, Value>> for Claims {
+    fn from(map: Map<String, Value>) -> Self {
+        map.into_iter().collect()
+    }
 }
 
 /// The claims of an anonymous principal, shared by all of them.
-static NO_CLAIMS: LazyLock<Arc<Map<String, Value>>> = LazyLock::new(Arc::default);
+static NO_CLAIMS: LazyLock<Arc<Claims>> = LazyLock::new(Arc::default);
 
 /// A customer's identity provider, as configured in `[[identity_providers]]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,7 +111,8 @@ mod tests {
             json!({"sub": "u1", "n": 5, "ok": true, "roles": ["a", "b"], "org": {"id": "o"}})
                 .as_object()
                 .unwrap()
-                .clone(),
+                .clone()
+                .into(),
         );
         assert_eq!(principal.claim_text("sub").as_deref(), Some("u1"));
         assert_eq!(principal.claim_text("n").as_deref(), Some("5"));

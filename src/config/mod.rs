@@ -36,6 +36,30 @@ pub struct Config {
     pub hosted_email: Option<hosted_email::HostedEmailSettings>,
 }
 
+impl Config {
+    /// The top-level JWT claims something reads: identity headers on `jwt` and `exchange`
+    /// routes, and the exchange's stored claims and `exp`. A verified JWT keeps only these.
+    pub fn jwt_claims_in_use(&self) -> Vec<String> {
+        use crate::auth::AuthKind;
+        let reads_jwt_claims = |kind: &AuthKind| matches!(kind, AuthKind::Jwt | AuthKind::Exchange);
+        let mut names: Vec<String> = self
+            .routes
+            .routes()
+            .iter()
+            .filter(|route| route.auth.iter().any(reads_jwt_claims))
+            .flat_map(|route| route.headers.identity_claims())
+            .map(|path| path.split('.').next().unwrap_or(path).to_owned())
+            .collect();
+        if let Some(exchange) = &self.exchange {
+            names.extend(exchange.claims.iter().cloned());
+            names.push("exp".to_owned());
+        }
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
     pub listen: Vec<String>,

@@ -1,7 +1,7 @@
 //! Converse user tokens (seed 001): log in, issue, validate (with autoRenew), verify, revoke.
 //!
 //! Tokens are random UUIDs handed to the client once; the store keeps only their SHA-256.
-//! A moka cache in front of the store trusts a validated token for at most `cache.ttl_seconds`
+//! A credential cache in front of the store trusts a validated token for at most `cache.ttl_seconds`
 //! and never past its expiry; a DELETE evicts it at once. autoRenew moves the expiry in memory
 //! on every use and writes the store only when the stored expiry falls behind by more than the
 //! renewal window (half the timeout, at most a minute), so a busy token costs no writes.
@@ -11,18 +11,19 @@ pub mod lockout;
 pub mod password;
 
 use crate::auth::Principal;
+use crate::cache::CredentialCache;
 use crate::config::CacheSettings;
 use crate::config::converse::ConverseSettings;
 use crate::error::GatewayError;
-use crate::metrics::Metrics;
+use crate::metrics::{CacheSeries, Metrics};
 use crate::store::{Namespace, Record, SecretKey, Store, get_json, now_ms};
 use directory::Directory;
 use lockout::{Gate, Lockout};
-use moka::sync::Cache;
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
 use tracing::warn;
 use uuid::Uuid;
 
@@ -97,7 +98,7 @@ fn user_principal(email: &str, admin: bool) -> Principal {
     claims.insert("admin".into(), admin.into());
     Principal {
         authenticator: "converse",
-        claims: Arc::new(claims),
+        claims: Arc::new(claims.into()),
         tenant: None,
     }
 }
@@ -105,10 +106,11 @@ fn user_principal(email: &str, admin: bool) -> Principal {
 pub struct ConverseService {
     settings: ConverseSettings,
     store: Arc<dyn Store>,
-    cache: Cache<SecretKey, Arc<LiveToken>>,
+    cache: CredentialCache<Arc<LiveToken>>,
     directory: Directory,
     lockout: Lockout,
     metrics: Arc<Metrics>,
+    cache_series: CacheSeries,
 }
 
 /// The canonical text form of a token: lower-case hyphenated UUID.
@@ -128,12 +130,10 @@ impl ConverseService {
         ConverseService {
             directory: Directory::new(&settings),
             lockout: Lockout::new(settings.lockout.clone()),
-            cache: Cache::builder()
-                .max_capacity(cache.capacity)
-                .time_to_live(cache.ttl)
-                .build(),
+            cache: CredentialCache::new(cache.capacity, cache.ttl),
             settings,
             store,
+            cache_series: metrics.cache_series(CACHE_NAME),
             metrics,
         }
     }
@@ -232,14 +232,14 @@ impl ConverseService {
         let key = SecretKey::of(token.as_bytes());
         let now = now_ms();
         if let Some(live) = self.cache.get(&key) {
-            self.metrics.observe_cache(CACHE_NAME, true);
+            self.cache_series.observe(true);
             if live.expires_at_ms.load(Ordering::Acquire) > now {
                 return Ok(Some(live));
             }
             self.cache.invalidate(&key);
             return Ok(None);
         }
-        self.metrics.observe_cache(CACHE_NAME, false);
+        self.cache_series.observe(false);
         let loaded =
             get_json::<StoredToken>(self.store.as_ref(), Namespace::ConverseToken, &key).await;
         let Some((stored, expires_at_ms)) = loaded? else {
@@ -254,7 +254,7 @@ impl ConverseService {
             expires_at_ms: AtomicI64::new(expiry),
             stored_expires_at_ms: AtomicI64::new(expiry),
         });
-        self.cache.insert(key, live.clone());
+        self.cache.insert(key, live.clone(), Duration::MAX);
         Ok(Some(live))
     }
 

@@ -97,8 +97,8 @@ impl ExchangeService {
         let claims = principal
             .claims
             .iter()
-            .filter(|(name, _)| self.settings.claims.contains(name))
-            .map(|(name, value)| (name.clone(), value.clone()))
+            .filter(|(name, _)| self.settings.claims.iter().any(|kept| kept == name))
+            .map(|(name, value)| (name.to_owned(), value.clone()))
             .collect();
         let user_info = UserInfo {
             customer: request.customer_id.to_owned(),
@@ -147,11 +147,11 @@ impl ExchangeService {
         }
         Ok(Some(Principal {
             authenticator: "exchange",
-            claims: Arc::new(user_info.claims),
-            tenant: Some(Tenant {
+            claims: Arc::new(user_info.claims.into()),
+            tenant: Some(Arc::new(Tenant {
                 customer_id: user_info.customer,
                 provider_id: user_info.provider,
-            }),
+            })),
         }))
     }
 

@@ -21,7 +21,7 @@ use clients::Clients;
 use mailer::{Email, Mailer};
 use rate_limit::SendLimits;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::sync::Arc;
 use user_token::{KeyRing, UserClaims};
 
@@ -161,12 +161,13 @@ impl HostedEmailService {
         if claims.client != client.name || claims.exp <= now_ms() / 1000 {
             return None;
         }
-        let mut attributes = Map::new();
-        attributes.insert("email".into(), Value::String(claims.email));
-        attributes.insert("client".into(), Value::String(claims.client));
+        let attributes = [
+            ("email".to_owned(), Value::String(claims.email)),
+            ("client".to_owned(), Value::String(claims.client)),
+        ];
         Some(Principal {
             authenticator: AUTHENTICATOR,
-            claims: Arc::new(attributes),
+            claims: Arc::new(attributes.into_iter().collect()),
             tenant: None,
         })
     }

@@ -43,7 +43,6 @@ pub async fn admit(
     let principal = authenticate_any(
         gateway.authenticators().for_route(&route.auth),
         &auth_request,
-        gateway.metrics(),
     )
     .await?;
     ctx.principal = Some(principal);
