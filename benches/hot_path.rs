@@ -1,12 +1,19 @@
 //! Micro-benchmarks of the per-request work keyway adds: target check, route match, header
-//! strip/inject and envelope rendering. Run with `cargo bench --bench hot_path`.
+//! strip/inject, envelope rendering and a Converse token cache hit. Run with
+//! `cargo bench --bench hot_path`.
+
+mod common;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderName, HeaderValue, Method};
 use keyway::auth::{AuthKind, Principal};
+use keyway::config::Config;
+use keyway::converse::{ConverseService, Lifetime, Login};
 use keyway::error::{GatewayError, render_envelope};
 use keyway::headers::HeaderPolicy;
+use keyway::metrics::Metrics;
 use keyway::routing::{Route, RouteTable, RouteTarget, check_request_target};
+use keyway::store::SqliteStore;
 use keyway::upstream::{PeerSettings, Upstream};
 use pingora::http::RequestHeader;
 use std::hint::black_box;
@@ -79,7 +86,70 @@ fn client_request() -> RequestHeader {
     request
 }
 
+/// A Converse token service on a real SQLite file, and one token issued by logging in.
+fn converse_with_token(dir: &std::path::Path) -> (ConverseService, String) {
+    let hash = keyway::converse::password::hash_password("bench-password-1");
+    let text = format!(
+        r#"
+[server]
+listen = ["127.0.0.1:0"]
+[admin]
+listen = "127.0.0.1:0"
+[store]
+path = "keyway.db"
+[converse]
+[[converse.users]]
+email = "bench@example.com"
+password_hash = "{hash}"
+[upstreams.u]
+addresses = ["127.0.0.1:9000"]
+[[routes]]
+name = "r"
+path_prefix = "/"
+upstream = "u"
+auth = ["converse"]
+"#
+    );
+    let config = Config::from_toml(&text, dir, &|_| None).expect("a valid config");
+    let store = Arc::new(SqliteStore::open(&dir.join("keyway.db")).unwrap());
+    let metrics = Arc::new(Metrics::new());
+    let service = ConverseService::new(
+        config.converse.clone().unwrap(),
+        &config.cache,
+        store,
+        metrics,
+    );
+    let login = Login {
+        email: "bench@example.com",
+        password: "bench-password-1",
+        lifetime: Lifetime::Seconds(3600),
+        auto_renew: false,
+        create_token: true,
+        client_ip: None,
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let token = runtime.block_on(service.login(login)).unwrap().unwrap();
+    (service, token.to_string())
+}
+
 fn benches(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let (converse, token) = converse_with_token(dir.path());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    // The first use loads the token from the store; every later one is a cache hit.
+    assert!(
+        runtime
+            .block_on(converse.authenticate(&token))
+            .unwrap()
+            .is_some()
+    );
+    c.bench_function("converse_token_cache_hit", |b| {
+        b.iter(|| {
+            let principal = common::completed(converse.authenticate(black_box(&token)));
+            assert!(principal.unwrap().is_some());
+        })
+    });
+
     let target = b"/service7/v1/conversations/c1/authenticate?x=1";
     c.bench_function("check_request_target", |b| {
         b.iter(|| check_request_target(black_box(target)))

@@ -3,6 +3,9 @@
 //! `cargo bench --bench jwt`; under `cargo test` each runs once on a 1k working set.
 //! Uncached tokens are minted by jwcrypto (`tests/integration/support/mint_jwt.py`).
 
+mod common;
+
+use common::completed;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use keyway::auth::jwt::JwtProvider;
@@ -191,16 +194,6 @@ fn cache_hit(c: &mut Criterion) {
             BatchSize::NumIterations(64),
         )
     });
-}
-
-/// The output of a future that must be ready on its first poll.
-fn completed<F: std::future::Future>(future: F) -> F::Output {
-    let mut future = std::pin::pin!(future);
-    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
-    match future.as_mut().poll(&mut context) {
-        std::task::Poll::Ready(output) => output,
-        std::task::Poll::Pending => panic!("a cache hit never waits"),
-    }
 }
 
 fn benches(c: &mut Criterion) {

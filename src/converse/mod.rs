@@ -116,8 +116,8 @@ pub struct ConverseService {
 /// The canonical text form of a token: lower-case hyphenated UUID.
 pub fn parse_token(text: &str) -> Option<Uuid> {
     let uuid = Uuid::try_parse(text).ok()?;
-    (text.len() == uuid::fmt::Hyphenated::LENGTH && uuid.hyphenated().to_string() == text)
-        .then_some(uuid)
+    let mut canonical = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    (uuid.hyphenated().encode_lower(&mut canonical) == text).then_some(uuid)
 }
 
 impl ConverseService {
