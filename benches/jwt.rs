@@ -11,7 +11,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use keyway::auth::jwt::JwtProvider;
 use keyway::auth::{AuthOutcome, JwtAuthenticator};
 use keyway::config::CacheSettings;
-use keyway::config::identity::{JwksTiming, KeySource, ProviderSettings};
+use keyway::config::identity::{KeySource, ProviderSettings};
 use keyway::jwks::ProviderKeys;
 use keyway::jwt::keys::{KeyLookup, KeySet};
 use keyway::jwt::{ClaimsPolicy, parse};
@@ -131,24 +131,14 @@ fn cache_hit(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let keys_file = dir.path().join("jwks.json");
     std::fs::write(&keys_file, jwks.to_string()).unwrap();
-    let settings = ProviderSettings {
-        customer_id: "customer123".into(),
-        provider_id: 456,
-        issuer: ISSUER.into(),
-        keys: KeySource::File { path: keys_file },
-        audiences: vec!["chat".into()],
-        algorithms: vec![Algorithm::EdDSA],
-        leeway_seconds: 60,
-        max_token_bytes: 8192,
-        jwks: JwksTiming {
-            refresh: Duration::from_secs(300),
-            min_refresh: Duration::from_secs(60),
-            max_refresh: Duration::from_secs(3600),
-            refetch_cooldown: Duration::from_secs(30),
-            max_stale: Duration::from_secs(3600),
-            fetch_timeout: Duration::from_secs(1),
-        },
-    };
+    let settings = ProviderSettings::with_defaults(
+        "customer123",
+        456,
+        ISSUER,
+        KeySource::File { path: keys_file },
+        &["chat"],
+        &[Algorithm::EdDSA],
+    );
     let metrics = Arc::new(Metrics::new());
     let keys = Arc::new(ProviderKeys::new(&settings, metrics.clone()).unwrap());
     let cache = CacheSettings {

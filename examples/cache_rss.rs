@@ -12,7 +12,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use keyway::auth::jwt::JwtProvider;
 use keyway::auth::{AuthOutcome, JwtAuthenticator};
 use keyway::config::CacheSettings;
-use keyway::config::identity::{JwksTiming, KeySource, ProviderSettings};
+use keyway::config::identity::{KeySource, ProviderSettings};
 use keyway::config::secret::Secret;
 use keyway::jwks::ProviderKeys;
 use keyway::metrics::Metrics;
@@ -76,24 +76,14 @@ fn token_count() -> usize {
 }
 
 fn authenticator(capacity: usize) -> JwtAuthenticator {
-    let settings = ProviderSettings {
-        customer_id: "customer123".into(),
-        provider_id: 456,
-        issuer: ISSUER.into(),
-        keys: KeySource::Secret(Secret::new(SECRET)),
-        audiences: vec!["chat".into()],
-        algorithms: vec![Algorithm::HS256],
-        leeway_seconds: 60,
-        max_token_bytes: 8192,
-        jwks: JwksTiming {
-            refresh: Duration::from_secs(300),
-            min_refresh: Duration::from_secs(60),
-            max_refresh: Duration::from_secs(3600),
-            refetch_cooldown: Duration::from_secs(30),
-            max_stale: Duration::from_secs(3600),
-            fetch_timeout: Duration::from_secs(1),
-        },
-    };
+    let settings = ProviderSettings::with_defaults(
+        "customer123",
+        456,
+        ISSUER,
+        KeySource::Secret(Secret::new(SECRET)),
+        &["chat"],
+        &[Algorithm::HS256],
+    );
     let metrics = Arc::new(Metrics::new());
     let keys = Arc::new(ProviderKeys::new(&settings, metrics.clone()).unwrap());
     let cache = CacheSettings {

@@ -48,6 +48,41 @@ pub struct ProviderSettings {
 }
 
 impl ProviderSettings {
+    /// A provider with the config file's defaults for everything not given (leeway, token
+    /// size, JWKS timing): for embedding keyway, benches and examples.
+    pub fn with_defaults(
+        customer_id: &str,
+        provider_id: i64,
+        issuer: &str,
+        keys: KeySource,
+        audiences: &[&str],
+        algorithms: &[Algorithm],
+    ) -> Self {
+        use super::raw;
+        let seconds = Duration::from_secs;
+        ProviderSettings {
+            customer_id: customer_id.to_owned(),
+            provider_id,
+            issuer: issuer.to_owned(),
+            keys,
+            audiences: audiences
+                .iter()
+                .map(|&audience| audience.to_owned())
+                .collect(),
+            algorithms: algorithms.to_vec(),
+            leeway_seconds: raw::default_leeway_seconds(),
+            max_token_bytes: raw::default_max_token_bytes(),
+            jwks: JwksTiming {
+                refresh: seconds(raw::default_jwks_refresh()),
+                min_refresh: seconds(raw::default_jwks_min_refresh()),
+                max_refresh: seconds(raw::default_jwks_max_refresh()),
+                refetch_cooldown: seconds(raw::default_refetch_cooldown()),
+                max_stale: seconds(raw::default_max_stale()),
+                fetch_timeout: Duration::from_millis(raw::default_fetch_timeout_ms()),
+            },
+        }
+    }
+
     /// `customer:provider`, the `provider` label of JWKS metrics.
     pub fn label(&self) -> String {
         format!("{}:{}", self.customer_id, self.provider_id)

@@ -409,28 +409,28 @@ fn default_lockout_base() -> u64 {
 fn default_lockout_max() -> u64 {
     900
 }
-fn default_leeway_seconds() -> i64 {
+pub(super) fn default_leeway_seconds() -> i64 {
     60
 }
-fn default_max_token_bytes() -> usize {
+pub(super) fn default_max_token_bytes() -> usize {
     8192
 }
-fn default_jwks_refresh() -> u64 {
+pub(super) fn default_jwks_refresh() -> u64 {
     300
 }
-fn default_jwks_min_refresh() -> u64 {
+pub(super) fn default_jwks_min_refresh() -> u64 {
     60
 }
-fn default_jwks_max_refresh() -> u64 {
+pub(super) fn default_jwks_max_refresh() -> u64 {
     86_400
 }
-fn default_refetch_cooldown() -> u64 {
+pub(super) fn default_refetch_cooldown() -> u64 {
     30
 }
-fn default_max_stale() -> u64 {
+pub(super) fn default_max_stale() -> u64 {
     86_400
 }
-fn default_fetch_timeout_ms() -> u64 {
+pub(super) fn default_fetch_timeout_ms() -> u64 {
     2_000
 }
 fn default_authtoken_ttl() -> u64 {

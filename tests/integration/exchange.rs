@@ -239,22 +239,7 @@ fn two_concurrent_redemptions_have_exactly_one_winner() {
         let url = setup.keyway.url(&format!(
             "/api/conversation/c{round}/route/q?userInfoId={id}&codeVerifier={VERIFIER}"
         ));
-        let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
-        let racers: Vec<_> = (0..2)
-            .map(|_| {
-                let (url, barrier) = (url.clone(), barrier.clone());
-                std::thread::spawn(move || {
-                    let client = Client::new();
-                    barrier.wait();
-                    client.post(url).send().unwrap().status().as_u16()
-                })
-            })
-            .collect();
-        let mut statuses: Vec<u16> = racers
-            .into_iter()
-            .map(|racer| racer.join().unwrap())
-            .collect();
-        statuses.sort();
+        let statuses = crate::support::race_two_posts(&url);
         assert_eq!(statuses, vec![200, 401], "round {round}");
     }
 }

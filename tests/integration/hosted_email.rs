@@ -5,7 +5,6 @@ use crate::support::smtp::SmtpServer;
 use crate::support::{Backend, Keyway, envelope};
 use reqwest::blocking::{Client, Response};
 use serde_json::{Value, json};
-use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 const PASSKEY_A: &str = "passkey-client-a-0123456789";
@@ -295,25 +294,10 @@ fn authtokens_are_single_use_and_bad_ones_are_400_with_both_error_forms() {
     // Two concurrent exchanges of one authtoken: exactly one wins (repeated on 5 tokens).
     for round in 0..5 {
         let authtoken = authtoken_by_email(&setup, &format!("race{round}@example.com"));
-        let barrier = Arc::new(Barrier::new(2));
         let url = setup.keyway.url(&format!(
             "/data/authenticateuser.json?apiversion=5.4&passkey={PASSKEY_A}&authtoken={authtoken}"
         ));
-        let racers: Vec<_> = (0..2)
-            .map(|_| {
-                let (barrier, url) = (barrier.clone(), url.clone());
-                std::thread::spawn(move || {
-                    let client = Client::new();
-                    barrier.wait();
-                    client.post(url).send().unwrap().status().as_u16()
-                })
-            })
-            .collect();
-        let mut statuses: Vec<u16> = racers
-            .into_iter()
-            .map(|racer| racer.join().unwrap())
-            .collect();
-        statuses.sort();
+        let statuses = crate::support::race_two_posts(&url);
         assert_eq!(statuses, [200, 400], "round {round}");
     }
 }

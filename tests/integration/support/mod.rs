@@ -87,3 +87,24 @@ pub fn shipped_config(backend: SocketAddr) -> String {
         .replace("127.0.0.1:9090", "127.0.0.1:0")
         .replace("127.0.0.1:9000", &backend.to_string())
 }
+
+/// Two POSTs to `url` released at the same moment; their statuses, sorted.
+pub fn race_two_posts(url: &str) -> Vec<u16> {
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let racers: Vec<_> = (0..2)
+        .map(|_| {
+            let (url, barrier) = (url.to_owned(), barrier.clone());
+            std::thread::spawn(move || {
+                let client = reqwest::blocking::Client::new();
+                barrier.wait();
+                client.post(url).send().unwrap().status().as_u16()
+            })
+        })
+        .collect();
+    let mut statuses: Vec<u16> = racers
+        .into_iter()
+        .map(|racer| racer.join().unwrap())
+        .collect();
+    statuses.sort();
+    statuses
+}
