@@ -172,9 +172,11 @@ fn build_services(
             ))
         });
     let hosted_email = match config.hosted_email.as_ref().zip(store) {
-        Some((settings, store)) => {
-            Some(Arc::new(HostedEmailService::new(settings.clone(), store)?))
-        }
+        Some((settings, store)) => Some(Arc::new(HostedEmailService::new(
+            settings.clone(),
+            store,
+            metrics.clone(),
+        )?)),
         None => None,
     };
     let readiness = provider_keys

@@ -24,6 +24,7 @@ pub struct Metrics {
     tokens_revoked: IntCounter,
     jwks_refresh: IntCounterVec,
     jwks_last_success: GaugeVec,
+    emails: IntCounterVec,
 }
 
 impl Metrics {
@@ -81,6 +82,12 @@ impl Metrics {
             ),
             tokens_issued: counter(r, "keyway_tokens_issued_total", "Converse tokens created"),
             tokens_revoked: counter(r, "keyway_tokens_revoked_total", "Converse tokens deleted"),
+            emails: counter_vec(
+                r,
+                "keyway_emails_total",
+                "Hosted-email authentication emails by result (sent, failed)",
+                &["result"],
+            ),
             jwks_refresh: counter_vec(
                 r,
                 "keyway_jwks_refresh_total",
@@ -133,6 +140,11 @@ impl Metrics {
 
     pub fn token_issued(&self) {
         self.tokens_issued.inc();
+    }
+
+    pub fn email(&self, sent: bool) {
+        let result = if sent { "sent" } else { "failed" };
+        self.emails.with_label_values(&[result]).inc();
     }
 
     pub fn token_revoked(&self) {

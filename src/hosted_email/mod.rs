@@ -14,6 +14,7 @@ pub mod user_token;
 use crate::auth::Principal;
 use crate::config::hosted_email::{HostedEmailClient, HostedEmailSettings};
 use crate::error::GatewayError;
+use crate::metrics::Metrics;
 use crate::store::{Namespace, Record, SecretKey, Store, get_json, now_ms};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -49,10 +50,15 @@ pub struct HostedEmailService {
     store: Arc<dyn Store>,
     mailer: Mailer,
     limits: SendLimits,
+    metrics: Arc<Metrics>,
 }
 
 impl HostedEmailService {
-    pub fn new(settings: HostedEmailSettings, store: Arc<dyn Store>) -> Result<Self, String> {
+    pub fn new(
+        settings: HostedEmailSettings,
+        store: Arc<dyn Store>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, String> {
         Ok(HostedEmailService {
             clients: Clients::new(&settings.clients),
             keys: KeyRing::new(&settings.encryption_keys),
@@ -63,6 +69,7 @@ impl HostedEmailService {
             ),
             store,
             settings,
+            metrics,
         })
     }
 
@@ -106,7 +113,9 @@ impl HostedEmailService {
             subject: &self.settings.subject,
             link: &link,
         };
-        if let Err(error) = self.mailer.send(email).await {
+        let sent = self.mailer.send(email).await;
+        self.metrics.email(sent.is_ok());
+        if let Err(error) = sent {
             tracing::warn!(client = client.name, %error, "authentication email not sent");
             // The link never left: its authtoken must not stay usable.
             let _ = self

@@ -191,6 +191,11 @@ fn the_whole_flow_from_email_to_submission() {
     assert!(authtoken.len() >= 43, "256-bit authtoken: {authtoken}");
     let store = setup.dir.path().join("keyway.db");
     assert_eq!(stored_authtokens(&store), 1);
+    let metrics = reqwest::blocking::get(setup.keyway.admin_url("/metrics"))
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(metrics.contains(r#"keyway_emails_total{result="sent"} 1"#));
     let file = std::fs::read(&store).unwrap();
     let wal = std::fs::read(store.with_extension("db-wal")).unwrap_or_default();
     for bytes in [&file, &wal] {
@@ -571,5 +576,13 @@ fn an_email_that_cannot_be_sent_is_503_and_its_authtoken_is_not_kept() {
     let logs = keyway.logs();
     assert!(logs.contains("authentication email not sent"), "{logs}");
     assert_eq!(stored_authtokens(&dir.path().join("keyway.db")), 0);
+    let metrics = reqwest::blocking::get(keyway.admin_url("/metrics"))
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains(r#"keyway_emails_total{result="failed"} 1"#),
+        "{metrics}"
+    );
     assert!(!logs.contains(PASSKEY_A), "the passkey reached the log");
 }
