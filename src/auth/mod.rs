@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// The parts of a request an authenticator may look at; plain `http` types, no socket.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct AuthRequest<'a> {
     pub method: &'a Method,
     pub uri: &'a Uri,
@@ -38,6 +38,16 @@ pub struct AuthRequest<'a> {
     /// The JSON or form body (form values as strings), read only on routes that accept
     /// credentials in it (`exchange`, `hosted_email`).
     pub body: Option<&'a serde_json::Map<String, serde_json::Value>>,
+}
+
+/// Headers, query and body carry credentials: `Debug` shows the method and path only.
+impl std::fmt::Debug for AuthRequest<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthRequest")
+            .field("method", self.method)
+            .field("path", &self.uri.path())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why a presented credential was refused. Clients only ever see the mapped envelope.
@@ -330,6 +340,26 @@ mod tests {
                 outcomes.len()
             );
         }
+    }
+
+    #[test]
+    fn a_request_s_debug_output_shows_no_credential() {
+        let (method, uri) = (Method::GET, Uri::from_static("/x?user=query-secret"));
+        let mut headers = HeaderMap::new();
+        headers.insert("authorization", "Bearer header-secret".parse().unwrap());
+        let body: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(r#"{"codeVerifier":"body-secret"}"#).unwrap();
+        let request = AuthRequest {
+            method: &method,
+            uri: &uri,
+            headers: &headers,
+            client_ip: None,
+            tenants: &TenantScope::default(),
+            body: Some(&body),
+        };
+        let shown = format!("{request:?}");
+        assert!(shown.contains("/x"), "{shown}");
+        assert!(!shown.contains("secret"), "{shown}");
     }
 
     #[test]

@@ -58,7 +58,6 @@ impl Lifetime {
 }
 
 /// A login request, already validated for shape.
-#[derive(Debug)]
 pub struct Login<'a> {
     pub email: &'a str,
     pub password: &'a str,
@@ -66,6 +65,18 @@ pub struct Login<'a> {
     pub auto_renew: bool,
     pub create_token: bool,
     pub client_ip: Option<IpAddr>,
+}
+
+/// Everything but the password.
+impl std::fmt::Debug for Login<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Login")
+            .field("email", &self.email)
+            .field("lifetime", &self.lifetime)
+            .field("auto_renew", &self.auto_renew)
+            .field("create_token", &self.create_token)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What the store keeps for a token (as JSON), keyed by the token's SHA-256.
@@ -290,6 +301,23 @@ impl ConverseService {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_login_s_debug_output_has_no_password() {
+        let login = Login {
+            email: "a@example.com",
+            password: "hunter2-secret",
+            lifetime: Lifetime::Seconds(60),
+            auto_renew: false,
+            create_token: true,
+            client_ip: None,
+        };
+        let shown = format!("{login:?}");
+        assert!(
+            shown.contains("a@example.com") && !shown.contains("hunter2"),
+            "{shown}"
+        );
+    }
 
     #[test]
     fn only_canonical_tokens_parse() {

@@ -33,7 +33,6 @@ pub enum EndpointKind {
 }
 
 /// A request to a built-in API, body already read (within the route's limit).
-#[derive(Debug)]
 pub struct EndpointRequest<'a> {
     pub method: &'a Method,
     pub path: &'a str,
@@ -42,6 +41,16 @@ pub struct EndpointRequest<'a> {
     pub body: Bytes,
     pub principal: &'a Principal,
     pub client_ip: Option<IpAddr>,
+}
+
+/// Query, headers and body carry passwords, tokens and passkeys: `Debug` shows the route.
+impl std::fmt::Debug for EndpointRequest<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EndpointRequest")
+            .field("method", self.method)
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A successful answer: status and an optional JSON body.

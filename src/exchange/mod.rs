@@ -19,12 +19,21 @@ use serde_json::{Map, Value};
 use std::sync::Arc;
 
 /// What `POST /api/authenticate/{customerId}` asks for, already shaped.
-#[derive(Debug)]
 pub struct ExchangeRequest<'a> {
     pub customer_id: &'a str,
     pub provider_id: Option<i64>,
     pub code_challenge: &'a str,
     pub token: &'a str,
+}
+
+/// The token is a bearer credential: `Debug` leaves it out.
+impl std::fmt::Debug for ExchangeRequest<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExchangeRequest")
+            .field("customer_id", &self.customer_id)
+            .field("provider_id", &self.provider_id)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -6,9 +6,20 @@ use crate::error::GatewayError;
 use sha2::{Digest, Sha256};
 
 /// The configured clients, each with the SHA-256 of its passkey.
-#[derive(Debug)]
 pub struct Clients {
     clients: Vec<(HostedEmailClient, [u8; 32])>,
+}
+
+/// A passkey's digest would allow guessing it offline: `Debug` shows client names only.
+impl std::fmt::Debug for Clients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self
+            .clients
+            .iter()
+            .map(|(client, _)| client.name.as_str())
+            .collect();
+        f.debug_tuple("Clients").field(&names).finish()
+    }
 }
 
 impl Clients {

@@ -37,10 +37,17 @@ struct PendingAuthentication {
 }
 
 /// A user token and the address it proves.
-#[derive(Debug)]
 pub struct Authenticated {
     pub user_token: String,
     pub email: String,
+}
+
+impl std::fmt::Debug for Authenticated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticated")
+            .field("email", &self.email)
+            .finish_non_exhaustive()
+    }
 }
 
 pub struct HostedEmailService {

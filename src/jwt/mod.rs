@@ -36,7 +36,6 @@ pub enum Denial {
 }
 
 /// A compact JWS split and its header checked; the signature is not verified yet.
-#[derive(Debug)]
 pub struct Jws<'a> {
     pub algorithm: Algorithm,
     pub kid: Option<String>,
@@ -46,10 +45,27 @@ pub struct Jws<'a> {
 }
 
 /// A JWT: a JWS whose payload is a JSON object of claims.
-#[derive(Debug)]
 pub struct UnverifiedToken<'a> {
     pub jws: Jws<'a>,
     pub claims: Map<String, Value>,
+}
+
+/// Together, payload and signature are the bearer token: `Debug` shows the header only.
+impl std::fmt::Debug for Jws<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Jws")
+            .field("algorithm", &self.algorithm)
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for UnverifiedToken<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UnverifiedToken")
+            .field("jws", &self.jws)
+            .finish_non_exhaustive()
+    }
 }
 
 fn decode_segment(segment: &str) -> Option<Vec<u8>> {

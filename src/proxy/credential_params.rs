@@ -19,12 +19,21 @@ use serde_json::{Map, Value};
 const MAX_CREDENTIAL_BODY: u64 = 64 * 1024;
 
 /// A body read for its credential fields.
-#[derive(Debug)]
 pub struct CredentialBody {
     /// JSON members, or form fields as strings (a repeated form field keeps its last value).
     pub fields: Map<String, Value>,
     raw: Bytes,
     form: bool,
+}
+
+/// Its fields are credentials: `Debug` shows the field names only.
+impl std::fmt::Debug for CredentialBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CredentialBody")
+            .field("fields", &self.fields.keys().collect::<Vec<_>>())
+            .field("form", &self.form)
+            .finish_non_exhaustive()
+    }
 }
 
 /// How the upstream request differs from the client's.
