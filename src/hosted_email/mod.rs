@@ -100,6 +100,17 @@ impl HostedEmailService {
             return Err(GatewayError::UnprocessableEntity);
         }
         self.limits.admit(&client.name, email)?;
+        let (authtoken, key) = self.store_authtoken(client, email).await?;
+        let link = link_with_authtoken(callback_url, &authtoken);
+        self.send_link(client, to, &link, &key).await
+    }
+
+    /// A new authtoken for `email` from `client`, stored (as its SHA-256) until it expires.
+    async fn store_authtoken(
+        &self,
+        client: &HostedEmailClient,
+        email: &str,
+    ) -> Result<(String, SecretKey), GatewayError> {
         let authtoken = random_token();
         let key = SecretKey::of(authtoken.as_bytes());
         let pending = PendingAuthentication {
@@ -113,21 +124,31 @@ impl HostedEmailService {
         self.store
             .put(Namespace::HostedEmailAuthToken, &key, &record)
             .await?;
-        let link = link_with_authtoken(callback_url, &authtoken);
+        Ok((authtoken, key))
+    }
+
+    /// Emails `link`; if that fails, the authtoken behind it (`key`) is deleted: a link that
+    /// never left must not stay usable.
+    async fn send_link(
+        &self,
+        client: &HostedEmailClient,
+        to: lettre::message::Mailbox,
+        link: &str,
+        key: &SecretKey,
+    ) -> Result<(), GatewayError> {
         let email = Email {
             from: &self.settings.from,
             to,
             subject: &self.settings.subject,
-            link: &link,
+            link,
         };
         let sent = self.mailer.send(email).await;
         self.metrics.email(sent.is_ok());
         if let Err(error) = sent {
             tracing::warn!(client = client.name, %error, "authentication email not sent");
-            // The link never left: its authtoken must not stay usable.
             let _ = self
                 .store
-                .remove(Namespace::HostedEmailAuthToken, &key)
+                .remove(Namespace::HostedEmailAuthToken, key)
                 .await;
             return Err(GatewayError::ServiceUnavailable);
         }
