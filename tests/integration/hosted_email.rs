@@ -294,6 +294,24 @@ fn authtokens_are_single_use_and_bad_ones_are_400_with_both_error_forms() {
         "made up",
     );
     assert_bad_authtoken(authenticate(&setup.keyway, PASSKEY_A, None), "missing");
+
+    // The parameters may come as a form body instead of the query.
+    let authtoken = authtoken_by_email(&setup, "form@example.com");
+    let form = |authtoken: &str| {
+        Client::new()
+            .post(setup.keyway.url("/data/authenticateuser.json"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!(
+                "apiversion=5.4&passkey={PASSKEY_A}&authtoken={authtoken}"
+            ))
+            .send()
+            .unwrap()
+    };
+    let response = form(&authtoken);
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().unwrap();
+    assert_eq!(body["Authentication"]["Email"], "form@example.com");
+    assert_bad_authtoken(form(&authtoken), "replay by form");
     assert_bad_authtoken(authenticate(&setup.keyway, PASSKEY_A, Some("")), "empty");
 
     // Two concurrent exchanges of one authtoken: exactly one wins (repeated on 5 tokens).
