@@ -57,6 +57,18 @@ pub fn same_header(name: &str, normalised: &str) -> bool {
             .all(|(a, b)| a == b || (a == b'_' && b == b'-'))
 }
 
+/// Whether a request's body is `application/x-www-form-urlencoded`.
+pub fn is_form_urlencoded(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|mime| {
+            mime.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+}
+
 impl HeaderPolicy {
     /// `strip`: extra names to remove; `inject`: credential headers; `identity`: header <- claim.
     pub fn new<'a>(

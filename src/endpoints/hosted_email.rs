@@ -6,6 +6,7 @@
 
 use super::{EndpointRequest, EndpointResponse, json_object, string_field};
 use crate::error::GatewayError;
+use crate::headers::is_form_urlencoded;
 use crate::hosted_email::HostedEmailService;
 use http::StatusCode;
 use serde_json::{Value, json};
@@ -76,7 +77,7 @@ struct Params {
 impl Params {
     fn of(request: &EndpointRequest<'_>) -> Result<Params, GatewayError> {
         let mut pairs = decode_pairs(request.query.unwrap_or("").as_bytes());
-        if is_form(request.headers) {
+        if is_form_urlencoded(request.headers) {
             pairs.extend(decode_pairs(&request.body));
         }
         for (index, (name, _)) in pairs.iter().enumerate() {
@@ -99,16 +100,4 @@ fn decode_pairs(encoded: &[u8]) -> Vec<(String, String)> {
     url::form_urlencoded::parse(encoded)
         .map(|(name, value)| (name.to_ascii_lowercase(), value.into_owned()))
         .collect()
-}
-
-/// Whether the body is `application/x-www-form-urlencoded`.
-pub(crate) fn is_form(headers: &http::HeaderMap) -> bool {
-    headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.split(';').next())
-        .is_some_and(|mime| {
-            mime.trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        })
 }

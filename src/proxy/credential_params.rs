@@ -6,8 +6,8 @@
 //! Pingora still forwards it; its size is capped by that buffer (64 KiB).
 
 use super::ctx::RequestCtx;
-use crate::endpoints::hosted_email::is_form;
 use crate::error::GatewayError;
+use crate::headers::is_form_urlencoded;
 use crate::jwt::strict_json;
 use bytes::Bytes;
 use http::{Uri, header};
@@ -52,7 +52,7 @@ pub async fn read_body(
     if session.is_body_empty() {
         return Ok(None);
     }
-    let form = is_form(&session.req_header().headers);
+    let form = is_form_urlencoded(&session.req_header().headers);
     let limit = limit.min(MAX_CREDENTIAL_BODY);
     session.as_mut().enable_retry_buffering();
     let raw = super::endpoint::read_body(session, limit).await?;
