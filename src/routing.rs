@@ -189,6 +189,9 @@ pub struct Route {
     pub secret_path_tail: bool,
     /// Which identity providers' tokens a `jwt` route accepts.
     pub tenants: TenantScope,
+    /// Query and body parameters that carry a credential of one of `auth`'s kinds: read before
+    /// authenticating, never forwarded. Empty for most routes.
+    pub secret_parameters: Vec<&'static str>,
     /// The `Allow` header for a 405 on this route's (host, prefix).
     allow: HeaderValue,
 }
@@ -205,12 +208,17 @@ impl Route {
         headers: HeaderPolicy,
         max_body_bytes: u64,
     ) -> Self {
+        let secret_parameters = auth
+            .iter()
+            .flat_map(|kind| kind.secret_parameters().iter().copied())
+            .collect();
         Route {
             name,
             path_prefix,
             host,
             methods,
             target,
+            secret_parameters,
             auth,
             headers,
             max_body_bytes,

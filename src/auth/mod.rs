@@ -189,7 +189,6 @@ impl Instrumented {
 }
 
 /// The configured services behind `Authenticators::new`.
-#[derive(Default)]
 pub struct AuthServices {
     pub converse: Option<Arc<crate::converse::ConverseService>>,
     pub jwt: Option<Arc<JwtAuthenticator>>,

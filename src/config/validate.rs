@@ -356,33 +356,54 @@ fn compile_routes(raw: &RawConfig, context: &RouteContext, checker: &mut Checker
     RouteTable::new(compiled)
 }
 
+/// One route of a built-in API: a single method, no upstream, no credentials injected.
+struct Builtin<'a> {
+    name: &'a str,
+    path: String,
+    method: Method,
+    kind: EndpointKind,
+    auth: AuthKind,
+    max_body_bytes: u64,
+}
+
+impl RouteContext<'_> {
+    fn builtin_route(&self, builtin: Builtin<'_>) -> Route {
+        Route::new(
+            builtin.name.to_owned(),
+            builtin.path,
+            None,
+            Some(vec![builtin.method]),
+            RouteTarget::Endpoint(builtin.kind),
+            vec![builtin.auth],
+            HeaderPolicy::new(self.always_stripped(), Vec::new(), Vec::new()),
+            builtin.max_body_bytes,
+        )
+    }
+}
+
 /// The exchange API: public (the token in the body is the credential).
 fn exchange_route(exchange: &ExchangeSettings, context: &RouteContext) -> Route {
-    Route::new(
-        "exchange.authenticate".to_owned(),
-        format!("{}/", exchange.api_prefix),
-        None,
-        Some(vec![Method::POST]),
-        RouteTarget::Endpoint(EndpointKind::ExchangeAuthenticate),
-        vec![AuthKind::None],
-        HeaderPolicy::new(context.always_stripped(), Vec::new(), Vec::new()),
-        64 * 1024,
-    )
+    context.builtin_route(Builtin {
+        name: "exchange.authenticate",
+        path: format!("{}/", exchange.api_prefix),
+        method: Method::POST,
+        kind: EndpointKind::ExchangeAuthenticate,
+        auth: AuthKind::None,
+        max_body_bytes: 64 * 1024,
+    })
 }
 
 /// The hosted email APIs: public routes (the passkey in the call is checked by the API).
 fn hosted_email_routes(context: &RouteContext) -> Vec<Route> {
-    let route = |name: &str, path: &str, kind: EndpointKind| {
-        Route::new(
-            name.to_owned(),
-            path.to_owned(),
-            None,
-            Some(vec![Method::POST]),
-            RouteTarget::Endpoint(kind),
-            vec![AuthKind::None],
-            HeaderPolicy::new(context.always_stripped(), Vec::new(), Vec::new()),
-            16 * 1024,
-        )
+    let route = |name, path: &str, kind| {
+        context.builtin_route(Builtin {
+            name,
+            path: path.to_owned(),
+            method: Method::POST,
+            kind,
+            auth: AuthKind::None,
+            max_body_bytes: 16 * 1024,
+        })
     };
     vec![
         route(
@@ -401,17 +422,15 @@ fn hosted_email_routes(context: &RouteContext) -> Vec<Route> {
 /// The token API's routes: verify is public, the token calls need a Converse token.
 fn converse_routes(converse: &ConverseSettings, context: &RouteContext) -> Vec<Route> {
     let prefix = &converse.api_prefix;
-    let route = |name: &str, path: String, method: Method, kind: EndpointKind, auth: AuthKind| {
-        Route::new(
-            name.to_owned(),
+    let route = |name, path, method, kind, auth| {
+        context.builtin_route(Builtin {
+            name,
             path,
-            None,
-            Some(vec![method]),
-            RouteTarget::Endpoint(kind),
-            vec![auth],
-            HeaderPolicy::new(context.always_stripped(), Vec::new(), Vec::new()),
-            converse.max_body_bytes,
-        )
+            method,
+            kind,
+            auth,
+            max_body_bytes: converse.max_body_bytes,
+        })
     };
     vec![
         route(

@@ -80,10 +80,9 @@ impl Params {
         if is_form_urlencoded(request.headers) {
             pairs.extend(decode_pairs(&request.body));
         }
-        for (index, (name, _)) in pairs.iter().enumerate() {
-            if pairs[..index].iter().any(|(seen, _)| seen == name) {
-                return Err(GatewayError::BadRequest);
-            }
+        let mut seen = std::collections::HashSet::with_capacity(pairs.len());
+        if !pairs.iter().all(|(name, _)| seen.insert(name.as_str())) {
+            return Err(GatewayError::BadRequest);
         }
         Ok(Params { pairs })
     }

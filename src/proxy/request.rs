@@ -21,11 +21,7 @@ pub async fn admit(
     let route = match_route(gateway, session.req_header(), ctx)?;
     ctx.route = Some(route.clone());
     check_declared_length(session.req_header(), route.max_body_bytes)?;
-    let secrets: Vec<&str> = route
-        .auth
-        .iter()
-        .flat_map(|kind| kind.secret_parameters().iter().copied())
-        .collect();
+    let secrets = &route.secret_parameters;
     let body = if secrets.is_empty() {
         None
     } else {
@@ -47,7 +43,7 @@ pub async fn admit(
     .await?;
     ctx.principal = Some(principal);
     if !secrets.is_empty() {
-        ctx.rewrite = credential_params::without_secrets(request, body.as_ref(), &secrets);
+        ctx.rewrite = credential_params::without_secrets(request, body.as_ref(), secrets);
     }
     Ok(())
 }
