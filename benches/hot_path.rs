@@ -2,17 +2,22 @@
 //! strip/inject, envelope rendering and a Converse token cache hit. Run with
 //! `cargo bench --bench hot_path`.
 
+// A bench crate has no public API: `pub` in its modules only means "shared".
+#![allow(unreachable_pub)]
+
 mod common;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderName, HeaderValue, Method};
-use keyway::auth::{AuthKind, Principal};
-use keyway::config::Config;
+use keyway::auth::{self, AuthChain, Instrumented};
+use keyway::config::{RouteSpec, Settings, TargetSpec};
 use keyway::converse::{ConverseService, Lifetime, Login};
 use keyway::error::{GatewayError, render_envelope};
 use keyway::headers::HeaderPolicy;
+use keyway::http_policy::check_request_target;
+use keyway::identity::{AuthKind, Principal, TenantScope};
 use keyway::metrics::Metrics;
-use keyway::routing::{Route, RouteTable, RouteTarget, check_request_target};
+use keyway::routing::{Resolved, Route, RouteTable, RouteTarget};
 use keyway::store::SqliteStore;
 use keyway::upstream::{PeerSettings, Upstream};
 use pingora::http::RequestHeader;
@@ -53,18 +58,31 @@ fn table() -> RouteTable {
         &["127.0.0.1:9000".parse().unwrap()],
         &settings,
     ));
+    let metrics = Metrics::new();
+    let public = AuthChain::new(vec![Arc::new(Instrumented::new(auth::none(), &metrics))]);
     let routes = (0..20)
         .map(|n| {
-            Route::new(
-                format!("r{n}"),
-                format!("/service{n}/v1/"),
-                None,
-                Some(vec![Method::GET, Method::POST]),
-                RouteTarget::Upstream(upstream.clone()),
-                vec![AuthKind::None],
-                policy(),
-                1 << 20,
-            )
+            let spec = RouteSpec {
+                name: format!("r{n}"),
+                path_prefix: format!("/service{n}/v1/"),
+                host: None,
+                methods: Some(vec![Method::GET, Method::POST]),
+                target: TargetSpec::Upstream("u".to_owned()),
+                auth: vec![AuthKind::None],
+                credentials: None,
+                identity_headers: Vec::new(),
+                strip_request_headers: Vec::new(),
+                max_body_bytes: 1 << 20,
+                tenants: TenantScope::default(),
+                secret_path_tail: false,
+            };
+            let resolved = Resolved {
+                target: RouteTarget::Upstream(upstream.clone()),
+                auth: public.clone(),
+                inject: Vec::new(),
+                stripped_everywhere: Vec::new(),
+            };
+            Route::new(&spec, resolved)
         })
         .collect();
     RouteTable::new(routes)
@@ -110,7 +128,7 @@ upstream = "u"
 auth = ["converse"]
 "#
     );
-    let config = Config::from_toml(&text, dir, &|_| None).expect("a valid config");
+    let config = Settings::from_toml(&text, dir, &|_| None).expect("a valid config");
     let store = Arc::new(SqliteStore::open(&dir.join("keyway.db")).unwrap());
     let metrics = Arc::new(Metrics::new());
     let service = ConverseService::new(
@@ -167,7 +185,7 @@ fn benches(c: &mut Criterion) {
     });
 
     let policy = policy();
-    let principal = Principal::anonymous("none");
+    let principal = Principal::anonymous();
     let request_id = HeaderValue::from_static("8e033668-9f1a-11ec-b909-0242ac120002");
     let request = client_request();
     c.bench_function("header_strip_inject", |b| {

@@ -1,9 +1,16 @@
-//! The one error type keyway answers with, mapped to HTTP in one place, and the envelope writer.
+//! The one error type keyway answers with, its envelope, and the one place where every domain
+//! error (a service's, an authenticator's, the store's) becomes an HTTP answer.
 //!
 //! Every error leaves as `{"error":{"requestId","code","message"}}` (the ASAPP envelope).
 //! Messages are fixed per code: they never carry library error text, secrets, or whether an
-//! account exists. Details belong in the log, not in the body.
+//! account exists. Details belong in the log (written where the failure happens), not in the
+//! body; nothing here logs.
 
+use crate::converse::ConverseError;
+use crate::exchange::ExchangeError;
+use crate::hosted_email::HostedEmailError;
+use crate::identity::AuthDenial;
+use crate::store::StoreError;
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
 use pingora::{ErrorSource, ErrorType};
@@ -144,6 +151,72 @@ impl GatewayError {
                 _ => Some(GatewayError::BadRequest),
             },
             ErrorSource::Internal | ErrorSource::Unset => Some(GatewayError::Internal),
+        }
+    }
+}
+
+/// A refused credential: unknown and invalid look alike; a dependency that is down is never
+/// taken for "valid".
+impl From<AuthDenial> for GatewayError {
+    fn from(denial: AuthDenial) -> Self {
+        match denial {
+            AuthDenial::Invalid => GatewayError::Unauthorized,
+            AuthDenial::Unavailable => GatewayError::ServiceUnavailable,
+        }
+    }
+}
+
+/// The store could not answer (logged by the store): 503, never "valid" nor "unknown".
+impl From<StoreError> for GatewayError {
+    fn from(_: StoreError) -> Self {
+        GatewayError::ServiceUnavailable
+    }
+}
+
+impl From<ConverseError> for GatewayError {
+    fn from(error: ConverseError) -> Self {
+        match error {
+            ConverseError::WrongCredentials => GatewayError::Unauthorized,
+            ConverseError::Locked {
+                retry_after_seconds,
+            } => GatewayError::TooManyRequests {
+                retry_after_seconds,
+            },
+            ConverseError::UnknownToken => GatewayError::NotFound,
+            ConverseError::DirectoryUnavailable => GatewayError::ServiceUnavailable,
+            ConverseError::Store(error) => error.into(),
+        }
+    }
+}
+
+impl From<ExchangeError> for GatewayError {
+    fn from(error: ExchangeError) -> Self {
+        match error {
+            ExchangeError::UnknownProvider => GatewayError::NotFound,
+            ExchangeError::TokenRefused => GatewayError::Unauthorized,
+            ExchangeError::KeysUnavailable => GatewayError::ServiceUnavailable,
+            ExchangeError::NoRandomness => GatewayError::Internal,
+            ExchangeError::Store(error) => error.into(),
+        }
+    }
+}
+
+/// The seed's rules: a bad `apiversion` is a bad request, an unknown passkey unauthorized, a
+/// bad authtoken `ERROR_BAD_REQUEST` (400-02).
+impl From<HostedEmailError> for GatewayError {
+    fn from(error: HostedEmailError) -> Self {
+        match error {
+            HostedEmailError::BadApiVersion => GatewayError::BadRequest,
+            HostedEmailError::UnknownPasskey => GatewayError::Unauthorized,
+            HostedEmailError::InvalidRequest => GatewayError::UnprocessableEntity,
+            HostedEmailError::RateLimited {
+                retry_after_seconds,
+            } => GatewayError::TooManyRequests {
+                retry_after_seconds,
+            },
+            HostedEmailError::InvalidAuthToken => GatewayError::InvalidAuthToken,
+            HostedEmailError::NotSent => GatewayError::ServiceUnavailable,
+            HostedEmailError::Store(error) => error.into(),
         }
     }
 }

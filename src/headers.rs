@@ -6,12 +6,20 @@
 //! named in `Connection:` (a hop-by-hop nomination could otherwise make a later hop drop the
 //! credential we inject).
 
-use crate::auth::Principal;
+use crate::http_policy::{normalise_name, same_header};
+use crate::identity::Principal;
 use http::{HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 
 /// The request id header keyway sets on both legs.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// A fresh request id: a random UUID, lower-case hyphenated, ready to send.
+pub fn new_request_id() -> HeaderValue {
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
+    HeaderValue::from_str(id).expect("a UUID is a valid header value")
+}
 
 /// Hop-by-hop or proxy-only headers that never go upstream.
 const HOP_BY_HOP: [&str; 4] = [
@@ -19,16 +27,6 @@ const HOP_BY_HOP: [&str; 4] = [
     "proxy-connection",
     "proxy-authorization",
     "te",
-];
-
-/// Headers keyway must be able to set itself; a config may not claim them.
-pub const RESERVED: [&str; 6] = [
-    "host",
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "upgrade",
-    "x-request-id",
 ];
 
 /// What one route does to request headers, compiled at start-up.
@@ -40,33 +38,6 @@ pub struct HeaderPolicy {
     inject: Vec<(HeaderName, HeaderValue)>,
     /// Identity headers: header name and the principal claim (dotted path) that fills it.
     identity: Vec<(HeaderName, String)>,
-}
-
-/// Lower case with `_` as `-`: the form under which two header names are "the same".
-pub fn normalise_name(name: &str) -> String {
-    name.to_ascii_lowercase().replace('_', "-")
-}
-
-/// Whether a header name (as `http` stores it: lower case) is `normalised` once `_` reads as
-/// `-`. Allocation-free: it runs for every header of every request.
-pub fn same_header(name: &str, normalised: &str) -> bool {
-    name.len() == normalised.len()
-        && name
-            .bytes()
-            .zip(normalised.bytes())
-            .all(|(a, b)| a == b || (a == b'_' && b == b'-'))
-}
-
-/// Whether a request's body is `application/x-www-form-urlencoded`.
-pub fn is_form_urlencoded(headers: &http::HeaderMap) -> bool {
-    headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.split(';').next())
-        .is_some_and(|mime| {
-            mime.trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        })
 }
 
 impl HeaderPolicy {
@@ -109,11 +80,6 @@ impl HeaderPolicy {
         self.protected
             .iter()
             .any(|protected| same_header(name, protected))
-    }
-
-    /// The claim paths this policy's identity headers read.
-    pub fn identity_claims(&self) -> impl Iterator<Item = &str> {
-        self.identity.iter().map(|(_, claim)| claim.as_str())
     }
 
     /// Rewrites an upstream request: strip, then set the request id, credentials and identity.
@@ -224,8 +190,7 @@ mod tests {
         ] {
             request.append_header(name.to_owned(), value).unwrap();
         }
-        let mut principal = Principal::anonymous("t");
-        principal.claims = std::sync::Arc::new(
+        let principal = Principal::with_claims(
             [("email".to_owned(), "a@example.com".into())]
                 .into_iter()
                 .collect(),
@@ -247,20 +212,12 @@ mod tests {
     }
 
     #[test]
-    fn same_header_reads_underscore_as_dash() {
-        assert!(same_header("asapp_api_secret", "asapp-api-secret"));
-        assert!(same_header("asapp-api-secret", "asapp-api-secret"));
-        assert!(!same_header("asapp-api-secretx", "asapp-api-secret"));
-        assert!(!same_header("asapp-api-id", "asapp-api-secret"));
-    }
-
-    #[test]
     fn injected_values_are_sensitive_in_debug_output() {
         let mut request = RequestHeader::build("GET", b"/", None).unwrap();
         policy().apply(
             &mut request,
             &HeaderValue::from_static("rid"),
-            &Principal::anonymous("t"),
+            &Principal::anonymous(),
         );
         assert!(!format!("{request:?}").contains("configured"));
     }

@@ -1,9 +1,6 @@
-//! Log set-up (text or JSON via `tracing`) and the one access-log line per request.
+//! Log set-up: text or JSON lines via `tracing`, written off the request threads. (The
+//! access-log line itself is the proxy's: `proxy::access_log`.)
 
-use crate::metrics::{Metrics, method_label};
-use crate::proxy::RequestCtx;
-use pingora::proxy::Session;
-use tracing::info;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -46,53 +43,4 @@ static WRITER_GUARD: std::sync::Mutex<Option<tracing_appender::non_blocking::Wor
 pub fn flush() {
     let guard = WRITER_GUARD.lock().map(|mut guard| guard.take());
     drop(guard);
-}
-
-/// Per-request metrics and, when enabled, the access-log line.
-#[derive(Debug, Clone, Copy)]
-pub struct AccessLog {
-    pub enabled: bool,
-}
-
-impl AccessLog {
-    /// The path is logged without its query: queries can carry one-time secrets.
-    pub fn record(&self, session: &Session, ctx: &RequestCtx, metrics: &Metrics) {
-        let request = session.req_header();
-        let status = session
-            .response_written()
-            .map_or(0, |header| header.status.as_u16());
-        let code = ctx.code.as_deref().unwrap_or("");
-        let method = method_label(&request.method);
-        let elapsed = ctx.started.elapsed();
-        let route = ctx.route_name();
-        let path = request.uri.path();
-        let path = ctx
-            .route
-            .as_ref()
-            .map_or(path.into(), |matched| matched.loggable_path(path));
-        metrics.observe_request(
-            if route.is_empty() { "-" } else { route },
-            method,
-            status,
-            code,
-            elapsed,
-        );
-        if !self.enabled {
-            return;
-        }
-        info!(
-            target: "keyway::access",
-            request_id = ctx.request_id(),
-            route,
-            method,
-            path = %path,
-            status,
-            code,
-            upstream = ctx.route.as_ref().map_or("", |route| route.target.upstream_name()),
-            duration_ms = elapsed.as_secs_f64() * 1000.0,
-            upstream_ms = ctx.upstream_elapsed.map(|elapsed| elapsed.as_secs_f64() * 1000.0),
-            client = session.client_addr().map(|addr| addr.to_string()),
-            "request"
-        );
-    }
 }

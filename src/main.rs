@@ -1,7 +1,7 @@
 //! The `keyway` command: `run` (default) and `check-config`.
 
 use clap::{Parser, Subcommand};
-use keyway::config::Config;
+use keyway::config::{ConfigError, Settings};
 use keyway::logging::{self, LogFormat};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -42,29 +42,29 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run) {
         Command::HashPassword => hash_password(),
-        Command::CheckConfig => match Config::load(&cli.config) {
-            Ok(config) => {
-                let routes = config.routes.routes().len();
+        Command::CheckConfig => match Settings::load(&cli.config) {
+            Ok(settings) => {
+                let routes = settings.routes.len();
                 println!("{}: OK ({routes} routes)", cli.config.display());
                 ExitCode::SUCCESS
             }
             Err(error) => config_failure(&error),
         },
-        Command::Run => match Config::load(&cli.config) {
-            Ok(config) => run(config, cli.log_format),
+        Command::Run => match Settings::load(&cli.config) {
+            Ok(settings) => run(settings, cli.log_format),
             Err(error) => config_failure(&error),
         },
     }
 }
 
-fn config_failure(error: &keyway::config::ConfigError) -> ExitCode {
+fn config_failure(error: &ConfigError) -> ExitCode {
     eprint!("{error}");
     ExitCode::from(2)
 }
 
-fn run(config: Config, log_format: LogFormat) -> ExitCode {
-    logging::init(log_format, &config.log.level);
-    match keyway::app::run(config) {
+fn run(settings: Settings, log_format: LogFormat) -> ExitCode {
+    logging::init(log_format, &settings.log.level);
+    match keyway::app::run(settings) {
         Ok(never) => match never {},
         Err(error) => {
             tracing::error!(%error, "keyway could not start");

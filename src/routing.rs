@@ -1,165 +1,23 @@
-//! Route matching: request-target checks, path-prefix validation and the compiled route table.
-//!
-//! keyway matches on exactly the bytes it forwards. Rather than normalising a path (and risking
-//! that the upstream normalises it differently), any target whose meaning could change under
-//! normalisation is refused with 400-01: dot segments, `//`, `;` parameters, backslashes,
-//! control bytes, non-ASCII bytes, and percent-encodings of `/`, `\`, `%`, `;`, controls or
-//! unreserved characters (`%2e`, `%61`, …). What remains decodes to the same segments it was
-//! matched on, so a prefix route can be neither reached nor escaped by encoding tricks.
+//! Route matching: the compiled route table and its lookup. Routes hold resolved handles (the
+//! upstream, the built-in endpoint, the authenticators, the header policy), so a request never
+//! looks anything up by name. Matching is on the path exactly as forwarded, after the target
+//! passed `http_policy::check_request_target`.
 
-use crate::auth::AuthKind;
-use crate::endpoints::EndpointKind;
+use crate::auth::AuthChain;
+use crate::config::RouteSpec;
+use crate::endpoints::Endpoint;
 use crate::headers::HeaderPolicy;
+use crate::identity::TenantScope;
 use crate::upstream::Upstream;
-use http::{HeaderValue, Method};
+use http::{HeaderName, HeaderValue, Method};
 use std::sync::Arc;
-
-/// Why a request target was refused before routing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TargetRejection {
-    /// Not origin-form (`/path?query`): absolute-form, authority-form or `*`.
-    NotOriginForm,
-    /// A byte that is not allowed unencoded (controls, space, `\`, non-ASCII, …).
-    ForbiddenByte,
-    /// `.` or `..` segment, or an empty segment (`//`).
-    AmbiguousSegment,
-    /// `;` path parameters, which some servers strip before routing.
-    PathParameter,
-    /// `%` not followed by two hex digits.
-    MalformedEncoding,
-    /// A percent-encoding that a server might decode into something that changes the match.
-    DangerousEncoding,
-}
-
-/// Checks a raw request target and returns its path (the part before `?`).
-pub fn check_request_target(target: &[u8]) -> Result<&str, TargetRejection> {
-    if target.first() != Some(&b'/') {
-        return Err(TargetRejection::NotOriginForm);
-    }
-    let path_len = target
-        .iter()
-        .position(|&b| b == b'?')
-        .unwrap_or(target.len());
-    let (path, query) = target.split_at(path_len);
-    check_path(path)?;
-    if query.iter().any(|&b| !is_visible_ascii(b) || b == b'#') {
-        return Err(TargetRejection::ForbiddenByte);
-    }
-    // Every byte was checked to be ASCII above.
-    Ok(std::str::from_utf8(path).expect("checked ASCII"))
-}
-
-fn check_path(path: &[u8]) -> Result<(), TargetRejection> {
-    let mut i = 0;
-    while i < path.len() {
-        match path[i] {
-            b'%' => {
-                let decoded = decode_hex_pair(path.get(i + 1..i + 3))?;
-                if is_dangerous_when_decoded(decoded) {
-                    return Err(TargetRejection::DangerousEncoding);
-                }
-                i += 3;
-                continue;
-            }
-            b';' => return Err(TargetRejection::PathParameter),
-            b if !is_path_byte(b) => return Err(TargetRejection::ForbiddenByte),
-            _ => {}
-        }
-        i += 1;
-    }
-    let dot_segment = path.split(|&b| b == b'/').any(|s| s == b"." || s == b"..");
-    if dot_segment || path.windows(2).any(|pair| pair == b"//") {
-        return Err(TargetRejection::AmbiguousSegment);
-    }
-    Ok(())
-}
-
-fn decode_hex_pair(pair: Option<&[u8]>) -> Result<u8, TargetRejection> {
-    let pair = pair.ok_or(TargetRejection::MalformedEncoding)?;
-    let hex = |b: u8| {
-        (b as char)
-            .to_digit(16)
-            .ok_or(TargetRejection::MalformedEncoding)
-    };
-    Ok((hex(pair[0])? * 16 + hex(pair[1])?) as u8)
-}
-
-fn is_unreserved(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
-}
-
-/// RFC 3986 `pchar` without `%` (handled separately) and `;` (refused), plus `/`.
-fn is_path_byte(b: u8) -> bool {
-    is_unreserved(b)
-        || matches!(
-            b,
-            b'!' | b'$'
-                | b'&'
-                | b'\''
-                | b'('
-                | b')'
-                | b'*'
-                | b'+'
-                | b','
-                | b'='
-                | b':'
-                | b'@'
-                | b'/'
-        )
-}
-
-fn is_visible_ascii(b: u8) -> bool {
-    (0x21..0x7f).contains(&b)
-}
-
-fn is_dangerous_when_decoded(b: u8) -> bool {
-    is_unreserved(b)
-        || b < 0x20
-        || b == 0x7f
-        || matches!(b, b'/' | b'\\' | b'%' | b';' | b'?' | b'#')
-}
-
-/// Checks a configured `path_prefix`: literal, canonical, starting with `/`.
-pub fn validate_prefix(prefix: &str) -> Result<(), String> {
-    if !prefix.starts_with('/') {
-        return Err("must start with \"/\"".to_owned());
-    }
-    if !prefix.bytes().all(|b| is_unreserved(b) || b == b'/') {
-        return Err("may contain only letters, digits, \"-._~\" and \"/\"".to_owned());
-    }
-    let probe = if prefix.ends_with('/') && prefix.len() > 1 {
-        format!("{prefix}x")
-    } else {
-        prefix.to_owned()
-    };
-    check_path(probe.as_bytes())
-        .map_err(|_| "must not contain \".\" or \"..\" segments or \"//\"".to_owned())
-}
-
-/// The customers and providers a route accepts tokens from; empty lists accept any.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TenantScope {
-    pub customers: Vec<String>,
-    pub providers: Vec<i64>,
-}
-
-impl TenantScope {
-    pub fn admits(&self, customer_id: &str, provider_id: i64) -> bool {
-        (self.customers.is_empty()
-            || self
-                .customers
-                .iter()
-                .any(|customer| customer == customer_id))
-            && (self.providers.is_empty() || self.providers.contains(&provider_id))
-    }
-}
 
 /// Where an admitted request goes.
 #[derive(Debug, Clone)]
 pub enum RouteTarget {
     Upstream(Arc<Upstream>),
     /// A built-in API answered by keyway itself.
-    Endpoint(EndpointKind),
+    Endpoint(Endpoint),
 }
 
 impl RouteTarget {
@@ -172,75 +30,75 @@ impl RouteTarget {
     }
 }
 
+/// What the build step resolved for a route's spec: the handles it holds.
+pub struct Resolved {
+    pub target: RouteTarget,
+    pub auth: AuthChain,
+    /// The route's credential set, ready to inject.
+    pub inject: Vec<(HeaderName, HeaderValue)>,
+    /// Credential headers removed on every route (normalised names).
+    pub stripped_everywhere: Vec<String>,
+}
+
 /// One compiled `[[routes]]` entry, or a built-in endpoint's route.
 pub struct Route {
     pub name: String,
     pub path_prefix: String,
-    /// Lower-case host name without port; `None` matches any host.
     pub host: Option<String>,
-    /// `None` allows every method.
     pub methods: Option<Vec<Method>>,
     pub target: RouteTarget,
-    /// Any-of: the first authenticator that recognises a credential decides.
-    pub auth: Vec<AuthKind>,
+    /// Any-of: see [`AuthChain::authenticate`].
+    pub auth: AuthChain,
     pub headers: HeaderPolicy,
     pub max_body_bytes: u64,
     /// The path below the prefix is a secret (e.g. a token to delete): never log it.
     pub secret_path_tail: bool,
-    /// Which identity providers' tokens a `jwt` route accepts.
+    /// Which identity providers' credentials a `jwt` or `exchange` route accepts.
     pub tenants: TenantScope,
-    /// Query and body parameters that carry a credential of one of `auth`'s kinds: read before
-    /// authenticating, never forwarded. Empty for most routes.
+    /// Query and body parameters that carry a credential of one of the route's
+    /// authenticators: read before authenticating, never forwarded. Empty for most routes.
     pub secret_parameters: Vec<&'static str>,
     /// The `Allow` header for a 405 on this route's (host, prefix).
     allow: HeaderValue,
 }
 
 impl Route {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        name: String,
-        path_prefix: String,
-        host: Option<String>,
-        methods: Option<Vec<Method>>,
-        target: RouteTarget,
-        auth: Vec<AuthKind>,
-        headers: HeaderPolicy,
-        max_body_bytes: u64,
-    ) -> Self {
-        let secret_parameters = auth
+    /// Derives what the route strips and removes from where its authenticators' credentials
+    /// travel: their headers, every header stripped everywhere, and their secret parameters.
+    pub fn new(spec: &RouteSpec, resolved: Resolved) -> Self {
+        let carried = resolved
+            .auth
+            .carriers()
+            .flat_map(|carriers| carriers.headers.iter().map(String::as_str));
+        let stripped = spec
+            .strip_request_headers
             .iter()
-            .flat_map(|kind| kind.secret_parameters().iter().copied())
+            .map(HeaderName::as_str)
+            .chain(carried)
+            .chain(resolved.stripped_everywhere.iter().map(String::as_str));
+        let identity = spec.identity_headers.clone();
+        let headers = HeaderPolicy::new(stripped, resolved.inject, identity);
+        let mut secret_parameters: Vec<&'static str> = resolved
+            .auth
+            .carriers()
+            .flat_map(|carriers| carriers.secret_parameters.iter().copied())
             .collect();
+        secret_parameters.sort_unstable();
+        secret_parameters.dedup();
         Route {
-            name,
-            path_prefix,
-            host,
-            methods,
-            target,
-            secret_parameters,
-            auth,
+            name: spec.name.clone(),
+            path_prefix: spec.path_prefix.clone(),
+            host: spec.host.clone(),
+            methods: spec.methods.clone(),
+            target: resolved.target,
+            auth: resolved.auth,
             headers,
-            max_body_bytes,
-            secret_path_tail: false,
-            tenants: TenantScope::default(),
+            max_body_bytes: spec.max_body_bytes,
+            secret_path_tail: spec.secret_path_tail,
+            tenants: spec.tenants.clone(),
+            secret_parameters,
             allow: HeaderValue::from_static(""),
         }
-    }
-
-    /// Marks the path below the prefix as secret (see [`Route::loggable_path`]).
-    pub fn with_secret_path_tail(mut self) -> Self {
-        self.secret_path_tail = true;
-        self
-    }
-
-    /// Restricts `jwt` to these customers and provider ids (empty: any).
-    pub fn with_tenant_scope(mut self, customers: Vec<String>, providers: Vec<i64>) -> Self {
-        self.tenants = TenantScope {
-            customers,
-            providers,
-        };
-        self
     }
 
     /// The request path as it may appear in a log line.
@@ -323,10 +181,6 @@ impl RouteTable {
         }
     }
 
-    pub fn routes(&self) -> &[Arc<Route>] {
-        &self.routes
-    }
-
     /// Finds the best route for `path` on `host`; among routes sharing that best (host, prefix),
     /// the first that allows `method`. A shorter prefix never catches a method the longer one refuses.
     pub fn lookup(&self, host: Option<&str>, path: &str, method: &Method) -> RouteMatch<'_> {
@@ -359,65 +213,4 @@ fn group_allow(route: &Route, all: &[Route]) -> HeaderValue {
     methods.sort_unstable();
     methods.dedup();
     HeaderValue::from_str(&methods.join(", ")).expect("method tokens are valid header text")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn accepts_plain_targets() {
-        assert_eq!(check_request_target(b"/api/x?a=1&b=%2F"), Ok("/api/x"));
-        assert_eq!(check_request_target(b"/"), Ok("/"));
-        assert_eq!(
-            check_request_target(b"/api/caf%C3%A9/"),
-            Ok("/api/caf%C3%A9/")
-        );
-        assert_eq!(check_request_target(b"/a/b.json"), Ok("/a/b.json"));
-    }
-
-    #[test]
-    fn refuses_tricks() {
-        use TargetRejection::*;
-        let cases: &[(&[u8], TargetRejection)] = &[
-            (b"/api/../admin", AmbiguousSegment),
-            (b"/api/./x", AmbiguousSegment),
-            (b"/api/..", AmbiguousSegment),
-            (b"//admin", AmbiguousSegment),
-            (b"/api//x", AmbiguousSegment),
-            (b"/api/%2e%2e/admin", DangerousEncoding),
-            (b"/api%2Fadmin", DangerousEncoding),
-            (b"/%61dmin", DangerousEncoding),
-            (b"/api/%252e", DangerousEncoding),
-            (b"/api/%00", DangerousEncoding),
-            (b"/api/%5c..", DangerousEncoding),
-            (b"/api;x=1/", PathParameter),
-            (b"/api\\..\\admin", ForbiddenByte),
-            (b"/api/\x00", ForbiddenByte),
-            (b"/api/\xc3\xa9", ForbiddenByte),
-            (b"/api/%2", MalformedEncoding),
-            (b"/api/%zz", MalformedEncoding),
-            (b"http://evil/api", NotOriginForm),
-            (b"*", NotOriginForm),
-        ];
-        for (target, expected) in cases {
-            assert_eq!(
-                check_request_target(target),
-                Err(*expected),
-                "{}",
-                String::from_utf8_lossy(target)
-            );
-        }
-    }
-
-    #[test]
-    fn prefix_validation() {
-        assert!(validate_prefix("/api/").is_ok());
-        assert!(validate_prefix("/").is_ok());
-        assert!(validate_prefix("/api").is_ok());
-        assert!(validate_prefix("api/").is_err());
-        assert!(validate_prefix("/api/../x/").is_err());
-        assert!(validate_prefix("/api//").is_err());
-        assert!(validate_prefix("/a%2f/").is_err());
-    }
 }

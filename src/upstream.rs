@@ -1,8 +1,11 @@
-//! Compiled `[upstreams.NAME]`: pre-built peers with explicit timeouts, picked round-robin.
+//! `[upstreams.NAME]` at run time: addresses resolved and CA files read once at start-up,
+//! peers built with explicit timeouts, picked round-robin.
 
+use crate::config::UpstreamSpec;
 use pingora::upstreams::peer::HttpPeer;
-use pingora::utils::tls::WrappedX509;
-use std::net::SocketAddr;
+use pingora::utils::tls::{WrappedX509, parse_x509};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -29,6 +32,43 @@ pub struct Upstream {
 }
 
 impl Upstream {
+    /// Resolves the spec's addresses (each to its first address) and reads its CA file; the
+    /// error names the key at fault.
+    pub fn build(spec: &UpstreamSpec) -> Result<Upstream, String> {
+        let key = format!("upstreams.{}", spec.name);
+        let addresses = spec
+            .addresses
+            .iter()
+            .enumerate()
+            .map(|(index, address)| {
+                match address.to_socket_addrs() {
+                    Ok(mut resolved) => resolved.next(),
+                    Err(_) => None,
+                }
+                .ok_or_else(|| {
+                    format!("{key}.addresses[{index}]: {address:?} is not a resolvable host:port")
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let ca = match &spec.ca_file {
+            Some(path) => {
+                Some(load_ca_file(path).map_err(|error| format!("{key}.ca_file: {error}"))?)
+            }
+            None => None,
+        };
+        let settings = PeerSettings {
+            tls: spec.tls,
+            sni: spec.sni.clone(),
+            verify_cert: spec.verify_cert,
+            ca,
+            connect_timeout: spec.connect_timeout,
+            read_timeout: spec.read_timeout,
+            write_timeout: spec.write_timeout,
+            idle_timeout: spec.idle_timeout,
+        };
+        Ok(Upstream::new(spec.name.clone(), &addresses, &settings))
+    }
+
     pub fn new(name: String, addresses: &[SocketAddr], settings: &PeerSettings) -> Self {
         let pool = pool_group(&name);
         let peers = addresses
@@ -60,6 +100,25 @@ impl std::fmt::Debug for Upstream {
             .field("peers", &self.peers.len())
             .finish()
     }
+}
+
+/// Reads the PEM certificates of an upstream's `ca_file`.
+fn load_ca_file(path: &Path) -> Result<Arc<[WrappedX509]>, String> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let shown = path.display();
+    let certificates = CertificateDer::pem_file_iter(path)
+        .map_err(|_| format!("cannot read PEM file \"{shown}\""))?
+        .map(|certificate| {
+            certificate
+                .map(|der| WrappedX509::new(der.to_vec(), parse_x509))
+                .map_err(|_| format!("\"{shown}\" holds an invalid certificate"))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    if certificates.is_empty() {
+        return Err(format!("\"{shown}\" holds no certificate"));
+    }
+    Ok(certificates.into())
 }
 
 /// The connection-pool group of an upstream. Pingora pools by address and SNI only, so two

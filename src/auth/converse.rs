@@ -1,36 +1,38 @@
 //! `auth = ["converse"]`: the token in `X-CONVERSE-TOKEN` (name from `[converse] header`).
 
-use super::{AuthDenial, AuthOutcome, AuthRequest, Authenticator};
+use super::{AuthOutcome, AuthRequest, Authenticator, Carriers};
 use crate::converse::ConverseService;
-use crate::error::GatewayError;
-use crate::headers::{normalise_name, same_header};
+use crate::http_policy::{normalise_name, same_header};
+use crate::identity::{AuthDenial, AuthKind};
 use async_trait::async_trait;
 use std::sync::Arc;
 
 #[derive(Debug)]
-pub struct ConverseAuthenticator {
+pub(super) struct ConverseAuthenticator {
     service: Arc<ConverseService>,
     /// The header name, normalised: `_` variants count as copies of it.
     header: String,
 }
 
 impl ConverseAuthenticator {
-    pub fn new(service: Arc<ConverseService>) -> Self {
+    pub(super) fn new(service: Arc<ConverseService>) -> Self {
         let header = normalise_name(service.settings().header.as_str());
         ConverseAuthenticator { service, header }
     }
 }
 
-impl std::fmt::Debug for ConverseService {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ConverseService")
-    }
-}
-
 #[async_trait]
 impl Authenticator for ConverseAuthenticator {
-    fn name(&self) -> &'static str {
-        "converse"
+    fn kind(&self) -> AuthKind {
+        AuthKind::Converse
+    }
+
+    /// A client's Converse token is keyway's business only: never forwarded, on any route.
+    fn carriers(&self) -> Carriers {
+        Carriers {
+            stripped_everywhere: true,
+            ..Carriers::headers(vec![self.header.clone()])
+        }
     }
 
     async fn authenticate(&self, request: &AuthRequest<'_>) -> AuthOutcome {
@@ -49,8 +51,7 @@ impl Authenticator for ConverseAuthenticator {
         match self.service.authenticate(token).await {
             Ok(Some(principal)) => AuthOutcome::Allow(principal),
             Ok(None) => AuthOutcome::Deny(AuthDenial::Invalid),
-            Err(GatewayError::ServiceUnavailable) => AuthOutcome::Deny(AuthDenial::Unavailable),
-            Err(_) => AuthOutcome::Deny(AuthDenial::Invalid),
+            Err(_) => AuthOutcome::Deny(AuthDenial::Unavailable),
         }
     }
 }

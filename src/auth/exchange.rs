@@ -1,92 +1,80 @@
 //! `auth = ["exchange"]`: a `userInfoId` and its PKCE `codeVerifier`, from the query (the
-//! seed's start-chat call) or from the JSON body (its set-identity call).
+//! seed's start-chat call) or else from the body (its set-identity call). The verifier is
+//! the secret half: it is never forwarded.
 
-use super::{AuthDenial, AuthOutcome, AuthRequest, Authenticator};
-use crate::error::GatewayError;
+use super::{AuthOutcome, AuthRequest, Authenticator, Carriers};
 use crate::exchange::ExchangeService;
+use crate::identity::{AuthDenial, AuthKind, CODE_VERIFIER_PARAM, USER_INFO_ID_PARAM};
 use async_trait::async_trait;
-use serde_json::Value;
+use std::borrow::Cow;
 use std::sync::Arc;
 
-pub struct ExchangeAuthenticator {
+#[derive(Debug)]
+pub(super) struct ExchangeAuthenticator {
     service: Arc<ExchangeService>,
 }
 
-impl std::fmt::Debug for ExchangeAuthenticator {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ExchangeAuthenticator")
-    }
-}
-
 impl ExchangeAuthenticator {
-    pub fn new(service: Arc<ExchangeService>) -> Self {
+    pub(super) fn new(service: Arc<ExchangeService>) -> Self {
         ExchangeAuthenticator { service }
     }
 }
 
-/// A query parameter's raw value (userInfoIds and verifiers are unreserved characters).
-pub fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
-    query?.split('&').find_map(|pair| {
-        pair.split_once('=')
-            .filter(|(key, _)| *key == name)
-            .map(|(_, value)| value)
-    })
-}
-
-/// The (userInfoId, codeVerifier) pair, from the query or else the JSON body.
-fn presented<'a>(request: &'a AuthRequest<'_>) -> (Option<&'a str>, Option<&'a str>) {
-    let query = request.uri.query();
+/// The (userInfoId, codeVerifier) values, from the query if it has either, else the body.
+fn presented<'a>(request: &AuthRequest<'a>) -> (Vec<Cow<'a, str>>, Vec<Cow<'a, str>>) {
+    let parameters = request.parameters;
     let from_query = (
-        query_param(query, "userInfoId"),
-        query_param(query, "codeVerifier"),
+        parameters.in_query(USER_INFO_ID_PARAM),
+        parameters.in_query(CODE_VERIFIER_PARAM),
     );
-    if from_query != (None, None) {
+    if !from_query.0.is_empty() || !from_query.1.is_empty() {
         return from_query;
     }
-    let field = |name: &str| {
-        request
-            .body
-            .and_then(|body| body.get(name))
-            .and_then(Value::as_str)
+    let from_body = |name| {
+        parameters
+            .in_body(name)
+            .into_iter()
+            .map(Cow::Borrowed)
+            .collect()
     };
-    (field("userInfoId"), field("codeVerifier"))
+    (
+        from_body(USER_INFO_ID_PARAM),
+        from_body(CODE_VERIFIER_PARAM),
+    )
 }
 
 #[async_trait]
 impl Authenticator for ExchangeAuthenticator {
-    fn name(&self) -> &'static str {
-        "exchange"
+    fn kind(&self) -> AuthKind {
+        AuthKind::Exchange
+    }
+
+    fn carriers(&self) -> Carriers {
+        Carriers {
+            secret_parameters: &[CODE_VERIFIER_PARAM],
+            ..Carriers::default()
+        }
     }
 
     async fn authenticate(&self, request: &AuthRequest<'_>) -> AuthOutcome {
         let (user_info_id, verifier) = match presented(request) {
-            (None, None) => return AuthOutcome::NotPresent,
-            (Some(user_info_id), Some(verifier)) => (user_info_id, verifier),
-            _ => return AuthOutcome::Deny(AuthDenial::Invalid),
+            (ids, verifiers) if ids.is_empty() && verifiers.is_empty() => {
+                return AuthOutcome::NotPresent;
+            }
+            (ids, verifiers) => match (ids.as_slice(), verifiers.as_slice()) {
+                ([id], [verifier]) => (id.clone(), verifier.clone()),
+                // Half a credential, or one given twice: one request, one identity.
+                _ => return AuthOutcome::Deny(AuthDenial::Invalid),
+            },
         };
         match self
             .service
-            .redeem(user_info_id, verifier, request.tenants)
+            .redeem(&user_info_id, &verifier, request.tenants)
             .await
         {
             Ok(Some(principal)) => AuthOutcome::Allow(principal),
             Ok(None) => AuthOutcome::Deny(AuthDenial::Invalid),
-            Err(GatewayError::ServiceUnavailable) => AuthOutcome::Deny(AuthDenial::Unavailable),
-            Err(_) => AuthOutcome::Deny(AuthDenial::Invalid),
+            Err(_) => AuthOutcome::Deny(AuthDenial::Unavailable),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn query_params() {
-        let query = Some("a=1&userInfoId=usr_x&codeVerifier=v");
-        assert_eq!(query_param(query, "userInfoId"), Some("usr_x"));
-        assert_eq!(query_param(query, "codeVerifier"), Some("v"));
-        assert_eq!(query_param(query, "missing"), None);
-        assert_eq!(query_param(Some("xuserInfoId=1"), "userInfoId"), None);
     }
 }

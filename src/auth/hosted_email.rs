@@ -1,57 +1,46 @@
 //! `auth = ["hosted_email"]`: the encrypted user token from the `user` query or form parameter
 //! or the `X-User-Token` header, presented with the client's `passkey` (query or form).
 
-use super::{AuthDenial, AuthOutcome, AuthRequest, Authenticator};
+use super::{AuthOutcome, AuthRequest, Authenticator, Carriers};
 use crate::hosted_email::HostedEmailService;
+use crate::identity::{AuthDenial, AuthKind, PASSKEY_PARAM, USER_TOKEN_HEADER, USER_TOKEN_PARAM};
 use async_trait::async_trait;
-use serde_json::Value;
 use std::sync::Arc;
 
-/// The header a user token may come in (stripped before forwarding).
-pub const USER_TOKEN_HEADER: &str = "x-user-token";
-/// The query or form parameter a user token may come in (removed before forwarding).
-pub const USER_TOKEN_PARAM: &str = "user";
-const PASSKEY_PARAM: &str = "passkey";
-
-pub struct HostedEmailAuthenticator {
+#[derive(Debug)]
+pub(super) struct HostedEmailAuthenticator {
     service: Arc<HostedEmailService>,
 }
 
-impl std::fmt::Debug for HostedEmailAuthenticator {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("HostedEmailAuthenticator")
-    }
-}
-
 impl HostedEmailAuthenticator {
-    pub fn new(service: Arc<HostedEmailService>) -> Self {
+    pub(super) fn new(service: Arc<HostedEmailService>) -> Self {
         HostedEmailAuthenticator { service }
     }
 }
 
-/// Every value of parameter `name` in the query and the (form) body, decoded.
-fn parameter(request: &AuthRequest<'_>, name: &str) -> Vec<String> {
-    let query = request.uri.query().unwrap_or("").as_bytes();
-    let mut values: Vec<String> = url::form_urlencoded::parse(query)
-        .filter(|(key, _)| key.eq_ignore_ascii_case(name))
-        .map(|(_, value)| value.into_owned())
-        .collect();
-    if let Some(Value::String(value)) = request.body.and_then(|body| body.get(name)) {
-        values.push(value.clone());
-    }
-    values
-}
-
 #[async_trait]
 impl Authenticator for HostedEmailAuthenticator {
-    fn name(&self) -> &'static str {
-        "hosted_email"
+    fn kind(&self) -> AuthKind {
+        AuthKind::HostedEmail
+    }
+
+    /// The user token is the secret; the passkey names the client and is forwarded.
+    fn carriers(&self) -> Carriers {
+        Carriers {
+            headers: vec![USER_TOKEN_HEADER.to_owned()],
+            stripped_everywhere: false,
+            secret_parameters: &[USER_TOKEN_PARAM],
+        }
     }
 
     async fn authenticate(&self, request: &AuthRequest<'_>) -> AuthOutcome {
-        let mut tokens = parameter(request, USER_TOKEN_PARAM);
+        let mut tokens = request.parameters.all(USER_TOKEN_PARAM);
         for header in request.headers.get_all(USER_TOKEN_HEADER) {
-            tokens.push(String::from_utf8_lossy(header.as_bytes()).into_owned());
+            tokens.push(
+                String::from_utf8_lossy(header.as_bytes())
+                    .into_owned()
+                    .into(),
+            );
         }
         let token = match tokens.as_slice() {
             [] => return AuthOutcome::NotPresent,
@@ -59,11 +48,11 @@ impl Authenticator for HostedEmailAuthenticator {
             // Two tokens (or one twice): one request, one identity, no guessing.
             _ => return AuthOutcome::Deny(AuthDenial::Invalid),
         };
-        let passkeys = parameter(request, PASSKEY_PARAM);
+        let passkeys = request.parameters.all(PASSKEY_PARAM);
         let [passkey] = passkeys.as_slice() else {
             return AuthOutcome::Deny(AuthDenial::Invalid);
         };
-        match self.service.verify_user_token(Some(passkey), token) {
+        match self.service.verify_user_token(passkey, token) {
             Some(principal) => AuthOutcome::Allow(principal),
             None => AuthOutcome::Deny(AuthDenial::Invalid),
         }

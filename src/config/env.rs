@@ -7,7 +7,10 @@ use toml::Value;
 ///
 /// Substitution runs on the untyped tree so that it applies to any key, and so that a missing
 /// variable is reported with the key that asked for it. `$${` stays a literal `${`.
-pub fn substitute(root: &mut Value, lookup: &dyn Fn(&str) -> Option<String>) -> Vec<ConfigProblem> {
+pub(super) fn substitute(
+    root: &mut Value,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Vec<ConfigProblem> {
     let mut problems = Vec::new();
     walk(root, &mut String::new(), lookup, &mut problems);
     problems

@@ -1,6 +1,6 @@
 //! `[hosted_email]`: passkey clients, user-token keys and email delivery, validated.
 
-use super::ConfigProblem;
+use super::field::Checker;
 use super::raw::{RawEncryptionKey, RawHostedEmail, RawHostedEmailClient};
 use super::secret::Secret;
 use base64::Engine;
@@ -53,218 +53,233 @@ pub struct HostedEmailClient {
     pub api_versions: Vec<String>,
 }
 
-type Problems = Vec<ConfigProblem>;
-
-pub fn compile_hosted_email(
-    raw: &RawHostedEmail,
+pub(super) fn compile_hosted_email(
+    raw: RawHostedEmail,
     base: &Path,
-    problems: &mut Problems,
-) -> HostedEmailSettings {
-    let mut fail = |key: String, message: String| {
-        problems.push(ConfigProblem::new(format!("hosted_email.{key}"), message))
+    checker: &mut Checker,
+) -> Option<HostedEmailSettings> {
+    let key = |field: &str| format!("hosted_email.{field}");
+    let authtoken_ttl = checker.get(&key("authtoken_ttl_seconds"), raw.authtoken_ttl_seconds);
+    if authtoken_ttl.is_some_and(|ttl| !(1..=7 * 86_400).contains(&ttl)) {
+        checker.fail(key("authtoken_ttl_seconds"), "must be between 1 and 604800");
+    }
+    let user_token_ttl = checker.get(&key("user_token_ttl_seconds"), raw.user_token_ttl_seconds);
+    if user_token_ttl.is_some_and(|ttl| !(1..=366 * 86_400).contains(&ttl)) {
+        checker.fail(
+            key("user_token_ttl_seconds"),
+            "must be between 1 and 31622400",
+        );
+    }
+    let from = checker.get(&key("from"), raw.from).and_then(|from| {
+        checker.check(
+            key("from"),
+            from.parse::<lettre::message::Mailbox>()
+                .map_err(|_| format!("{from:?} is not an email address")),
+        )
+    });
+    let subject = checker.get(&key("subject"), raw.subject);
+    if subject
+        .as_deref()
+        .is_some_and(|subject| subject.trim().is_empty())
+    {
+        checker.fail(key("subject"), "must not be empty");
+    }
+    let smtp_url = checker.get(&key("smtp_url"), raw.smtp_url);
+    let outbox_dir = checker.get(&key("outbox_dir"), raw.outbox_dir);
+    let delivery = compile_delivery(smtp_url, outbox_dir, base, checker);
+    let encryption_keys = compile_keys(raw.encryption_keys, checker);
+    let clients = compile_clients(raw.clients, checker);
+    let mut per = |field: &str, value| {
+        let value = checker.get(&key(field), value)?;
+        NonZeroU32::new(value).or_else(|| {
+            checker.fail(key(field), "must be at least 1");
+            None
+        })
     };
-    if !(1..=7 * 86_400).contains(&raw.authtoken_ttl_seconds) {
-        fail(
-            "authtoken_ttl_seconds".into(),
-            "must be between 1 and 604800".into(),
-        );
-    }
-    if !(1..=366 * 86_400).contains(&raw.user_token_ttl_seconds) {
-        fail(
-            "user_token_ttl_seconds".into(),
-            "must be between 1 and 31622400".into(),
-        );
-    }
-    let from = raw.from.parse().unwrap_or_else(|_| {
-        fail(
-            "from".into(),
-            format!("{:?} is not an email address", raw.from),
-        );
-        "keyway <no-reply@localhost>"
-            .parse()
-            .expect("a valid mailbox")
-    });
-    if raw.subject.trim().is_empty() {
-        fail("subject".into(), "must not be empty".into());
-    }
-    let delivery = compile_delivery(raw, base, &mut fail);
-    let encryption_keys = compile_keys(&raw.encryption_keys, &mut fail);
-    let clients = compile_clients(&raw.clients, &mut fail);
-    let per_address = NonZeroU32::new(raw.emails_per_address_per_hour).unwrap_or_else(|| {
-        fail(
-            "emails_per_address_per_hour".into(),
-            "must be at least 1".into(),
-        );
-        NonZeroU32::MIN
-    });
-    let per_client = NonZeroU32::new(raw.emails_per_client_per_minute).unwrap_or_else(|| {
-        fail(
-            "emails_per_client_per_minute".into(),
-            "must be at least 1".into(),
-        );
-        NonZeroU32::MIN
-    });
-    HostedEmailSettings {
-        authtoken_ttl: Duration::from_secs(raw.authtoken_ttl_seconds),
-        user_token_ttl: Duration::from_secs(raw.user_token_ttl_seconds),
-        encryption_keys,
-        delivery,
-        from,
-        subject: raw.subject.clone(),
-        emails_per_address_per_hour: per_address,
-        emails_per_client_per_minute: per_client,
-        clients,
-    }
+    let per_address = per(
+        "emails_per_address_per_hour",
+        raw.emails_per_address_per_hour,
+    );
+    let per_client = per(
+        "emails_per_client_per_minute",
+        raw.emails_per_client_per_minute,
+    );
+    Some(HostedEmailSettings {
+        authtoken_ttl: Duration::from_secs(authtoken_ttl?),
+        user_token_ttl: Duration::from_secs(user_token_ttl?),
+        encryption_keys: encryption_keys?,
+        delivery: delivery?,
+        from: from?,
+        subject: subject?,
+        emails_per_address_per_hour: per_address?,
+        emails_per_client_per_minute: per_client?,
+        clients: clients?,
+    })
 }
 
 fn compile_delivery(
-    raw: &RawHostedEmail,
+    smtp_url: Option<Secret>,
+    outbox_dir: Option<String>,
     base: &Path,
-    fail: &mut impl FnMut(String, String),
-) -> MailDelivery {
-    match (&raw.smtp_url, &raw.outbox_dir) {
+    checker: &mut Checker,
+) -> Option<MailDelivery> {
+    match (smtp_url, outbox_dir) {
         (Some(url), None) => {
             let scheme = url::Url::parse(url.expose()).map(|url| url.scheme().to_owned());
             if !matches!(scheme.as_deref(), Ok("smtp" | "smtps")) {
-                fail(
-                    "smtp_url".into(),
-                    "must be an smtp:// or smtps:// URL".into(),
+                checker.fail(
+                    "hosted_email.smtp_url",
+                    "must be an smtp:// or smtps:// URL",
                 );
             }
-            MailDelivery::Smtp { url: url.clone() }
+            Some(MailDelivery::Smtp { url })
         }
-        (None, Some(dir)) if !dir.is_empty() => MailDelivery::Outbox {
+        (None, Some(dir)) if !dir.is_empty() => Some(MailDelivery::Outbox {
             dir: base.join(dir),
-        },
+        }),
         (Some(_), Some(_)) => {
-            fail(
-                "smtp_url".into(),
-                "give either smtp_url or outbox_dir, not both".into(),
+            checker.fail(
+                "hosted_email.smtp_url",
+                "give either smtp_url or outbox_dir, not both",
             );
-            MailDelivery::Outbox { dir: base.into() }
+            None
         }
         _ => {
-            fail(
-                "outbox_dir".into(),
-                "either smtp_url or a non-empty outbox_dir is required".into(),
+            checker.fail(
+                "hosted_email.outbox_dir",
+                "either smtp_url or a non-empty outbox_dir is required",
             );
-            MailDelivery::Outbox { dir: base.into() }
+            None
         }
     }
 }
 
-fn compile_keys(
-    raw: &[RawEncryptionKey],
-    fail: &mut impl FnMut(String, String),
-) -> Vec<EncryptionKey> {
+fn compile_keys(raw: Vec<RawEncryptionKey>, checker: &mut Checker) -> Option<Vec<EncryptionKey>> {
     if raw.is_empty() {
-        fail(
-            "encryption_keys".into(),
-            "at least one key is required".into(),
+        checker.fail(
+            "hosted_email.encryption_keys",
+            "at least one key is required",
         );
     }
-    let mut keys = Vec::new();
-    for (index, entry) in raw.iter().enumerate() {
-        let key = format!("encryption_keys[{index}]");
-        let id_ok = (1..=32).contains(&entry.id.len())
-            && entry
-                .id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if !id_ok {
-            fail(
-                format!("{key}.id"),
-                "must be 1-32 letters, digits, \"-\" or \"_\"".into(),
-            );
+    let mut keys: Vec<EncryptionKey> = Vec::new();
+    let mut ids: Vec<String> = Vec::new();
+    let mut valid = true;
+    for (index, entry) in raw.into_iter().enumerate() {
+        let key = |field: &str| format!("hosted_email.encryption_keys[{index}].{field}");
+        let id = checker.require(&key("id"), entry.id);
+        if let Some(id) = &id {
+            let id_ok = (1..=32).contains(&id.len())
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !id_ok {
+                checker.fail(key("id"), "must be 1-32 letters, digits, \"-\" or \"_\"");
+            }
+            if ids.contains(id) {
+                checker.fail(key("id"), format!("{id:?} is used twice"));
+            }
+            ids.push(id.clone());
         }
-        if raw[..index].iter().any(|other| other.id == entry.id) {
-            fail(format!("{key}.id"), format!("{:?} is used twice", entry.id));
-        }
-        let decoded = base64::engine::general_purpose::STANDARD.decode(entry.key.expose().trim());
-        match decoded
-            .ok()
-            .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
-        {
-            Some(bytes) => keys.push(EncryptionKey {
-                id: entry.id.clone(),
-                key: bytes,
-            }),
-            None => fail(
-                format!("{key}.key"),
-                "must be 32 bytes in base64 (e.g. `openssl rand -base64 32`)".into(),
-            ),
+        let secret = checker.require(&key("key"), entry.key);
+        let bytes = secret.and_then(|secret| {
+            let decoded = base64::engine::general_purpose::STANDARD.decode(secret.expose().trim());
+            let bytes = decoded
+                .ok()
+                .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok());
+            if bytes.is_none() {
+                checker.fail(
+                    key("key"),
+                    "must be 32 bytes in base64 (e.g. `openssl rand -base64 32`)",
+                );
+            }
+            bytes
+        });
+        match (id, bytes) {
+            (Some(id), Some(key)) => keys.push(EncryptionKey { id, key }),
+            _ => valid = false,
         }
     }
-    keys
+    valid.then_some(keys)
 }
 
 fn compile_clients(
-    raw: &[RawHostedEmailClient],
-    fail: &mut impl FnMut(String, String),
-) -> Vec<HostedEmailClient> {
+    raw: Vec<RawHostedEmailClient>,
+    checker: &mut Checker,
+) -> Option<Vec<HostedEmailClient>> {
     if raw.is_empty() {
-        fail("clients".into(), "at least one client is required".into());
+        checker.fail("hosted_email.clients", "at least one client is required");
     }
-    let mut clients = Vec::new();
-    for (index, client) in raw.iter().enumerate() {
-        let key = format!("clients[{index}]");
-        let name_ok = !client.name.is_empty()
-            && client
-                .name
+    let mut clients: Vec<HostedEmailClient> = Vec::new();
+    let mut valid = true;
+    for (index, client) in raw.into_iter().enumerate() {
+        let compiled = compile_client(
+            &format!("hosted_email.clients[{index}]"),
+            client,
+            &clients,
+            checker,
+        );
+        match compiled {
+            Some(client) => clients.push(client),
+            None => valid = false,
+        }
+    }
+    valid.then_some(clients)
+}
+
+fn compile_client(
+    key: &str,
+    raw: RawHostedEmailClient,
+    earlier: &[HostedEmailClient],
+    checker: &mut Checker,
+) -> Option<HostedEmailClient> {
+    let field = |name: &str| format!("{key}.{name}");
+    let name = checker.require(&field("name"), raw.name);
+    if let Some(name) = &name {
+        let name_ok = !name.is_empty()
+            && name
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
         if !name_ok {
-            fail(
-                format!("{key}.name"),
-                "must be letters, digits, \"-\", \"_\" or \".\"".into(),
+            checker.fail(
+                field("name"),
+                "must be letters, digits, \"-\", \"_\" or \".\"",
             );
         }
-        if raw[..index].iter().any(|other| other.name == client.name) {
-            fail(
-                format!("{key}.name"),
-                format!("{:?} is used twice", client.name),
-            );
+        if earlier.iter().any(|other| &other.name == name) {
+            checker.fail(field("name"), format!("{name:?} is used twice"));
         }
-        if client.passkey.expose().len() < 16 {
-            fail(
-                format!("{key}.passkey"),
-                "must be at least 16 characters".into(),
-            );
-        }
-        if raw[..index]
-            .iter()
-            .any(|other| other.passkey == client.passkey)
-        {
-            fail(
-                format!("{key}.passkey"),
-                "is the passkey of another client".into(),
-            );
-        }
-        if client.api_versions.is_empty() {
-            fail(
-                format!("{key}.api_versions"),
-                "at least one version is required".into(),
-            );
-        }
-        if client.callback_urls.is_empty() {
-            fail(
-                format!("{key}.callback_urls"),
-                "at least one URL prefix is required".into(),
-            );
-        }
-        for (url_index, url) in client.callback_urls.iter().enumerate() {
-            if let Err(message) = check_callback_prefix(url) {
-                fail(format!("{key}.callback_urls[{url_index}]"), message);
-            }
-        }
-        clients.push(HostedEmailClient {
-            name: client.name.clone(),
-            passkey: client.passkey.clone(),
-            callback_urls: client.callback_urls.clone(),
-            api_versions: client.api_versions.clone(),
-        });
     }
-    clients
+    let passkey = checker.require(&field("passkey"), raw.passkey);
+    if let Some(passkey) = &passkey {
+        if passkey.expose().len() < 16 {
+            checker.fail(field("passkey"), "must be at least 16 characters");
+        }
+        if earlier.iter().any(|other| &other.passkey == passkey) {
+            checker.fail(field("passkey"), "is the passkey of another client");
+        }
+    }
+    let api_versions = checker.require_list(
+        &field("api_versions"),
+        raw.api_versions,
+        "at least one version is required",
+    );
+    let callback_urls = checker.require_list(
+        &field("callback_urls"),
+        raw.callback_urls,
+        "at least one URL prefix is required",
+    );
+    for (index, url) in callback_urls.iter().flatten().enumerate() {
+        checker.check(
+            format!("{key}.callback_urls[{index}]"),
+            check_callback_prefix(url),
+        );
+    }
+    Some(HostedEmailClient {
+        name: name?,
+        passkey: passkey?,
+        callback_urls: callback_urls?,
+        api_versions: api_versions?,
+    })
 }
 
 /// A callback prefix is an absolute http(s) URL with a host, no credentials, no query or
@@ -297,9 +312,13 @@ mod tests {
 
     fn problems_of(text: &str) -> Vec<String> {
         let raw: RawHostedEmail = toml::from_str(text).unwrap();
-        let mut problems = Vec::new();
-        compile_hosted_email(&raw, Path::new("/etc/keyway"), &mut problems);
-        problems.iter().map(|problem| problem.to_string()).collect()
+        let mut checker = Checker::default();
+        compile_hosted_email(raw, Path::new("/etc/keyway"), &mut checker);
+        checker
+            .problems
+            .iter()
+            .map(|problem| problem.to_string())
+            .collect()
     }
 
     #[test]
@@ -357,9 +376,9 @@ api_versions = ["5.4"]
 "#,
         )
         .unwrap();
-        let mut problems = Vec::new();
-        let settings = compile_hosted_email(&raw, Path::new("/etc/keyway"), &mut problems);
-        assert!(problems.is_empty(), "{problems:?}");
+        let mut checker = Checker::default();
+        let settings = compile_hosted_email(raw, Path::new("/etc/keyway"), &mut checker).unwrap();
+        assert!(checker.problems.is_empty(), "{:?}", checker.problems);
         assert!(matches!(
             settings.delivery,
             MailDelivery::Outbox { ref dir } if dir == Path::new("/etc/keyway/outbox")

@@ -1,11 +1,12 @@
-//! `[[identity_providers]]`: compiled settings and their validation.
+//! `[[identity_providers]]` and `[exchange]`: JWT issuers, their keys, and the PKCE-bound
+//! userInfoId exchange of seed 003.
 
-use super::ConfigProblem;
-use super::raw::{RawExchange, RawIdentityProvider};
+use super::field::{Checker, Field};
+use super::raw::{RawExchange, RawIdentityProvider, defaults};
+use super::routes::compile_api_prefix;
 use super::secret::Secret;
 use jsonwebtoken::Algorithm;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
 /// Where a provider's verification keys come from.
@@ -47,6 +48,14 @@ pub struct ProviderSettings {
     pub jwks: JwksTiming,
 }
 
+/// The value of a key's default (every default is valid).
+fn default_of<T>(default: fn() -> Field<T>) -> T {
+    match default() {
+        Field::Valid(value) => value,
+        Field::Absent | Field::Invalid(_) => unreachable!("defaults are valid values"),
+    }
+}
+
 impl ProviderSettings {
     /// A provider with the config file's defaults for everything not given (leeway, token
     /// size, JWKS timing): for embedding keyway, benches and examples.
@@ -58,8 +67,7 @@ impl ProviderSettings {
         audiences: &[&str],
         algorithms: &[Algorithm],
     ) -> Self {
-        use super::raw;
-        let seconds = Duration::from_secs;
+        let seconds = |default| Duration::from_secs(default_of(default));
         ProviderSettings {
             customer_id: customer_id.to_owned(),
             provider_id,
@@ -70,15 +78,15 @@ impl ProviderSettings {
                 .map(|&audience| audience.to_owned())
                 .collect(),
             algorithms: algorithms.to_vec(),
-            leeway_seconds: raw::default_leeway_seconds(),
-            max_token_bytes: raw::default_max_token_bytes(),
+            leeway_seconds: default_of(defaults::leeway_seconds),
+            max_token_bytes: default_of(defaults::max_token_bytes),
             jwks: JwksTiming {
-                refresh: seconds(raw::default_jwks_refresh()),
-                min_refresh: seconds(raw::default_jwks_min_refresh()),
-                max_refresh: seconds(raw::default_jwks_max_refresh()),
-                refetch_cooldown: seconds(raw::default_refetch_cooldown()),
-                max_stale: seconds(raw::default_max_stale()),
-                fetch_timeout: Duration::from_millis(raw::default_fetch_timeout_ms()),
+                refresh: seconds(defaults::jwks_refresh),
+                min_refresh: seconds(defaults::jwks_min_refresh),
+                max_refresh: seconds(defaults::jwks_max_refresh),
+                refetch_cooldown: seconds(defaults::refetch_cooldown),
+                max_stale: seconds(defaults::max_stale),
+                fetch_timeout: Duration::from_millis(default_of(defaults::fetch_timeout_ms)),
             },
         }
     }
@@ -96,163 +104,227 @@ fn is_hmac(algorithm: Algorithm) -> bool {
     )
 }
 
-pub fn compile_providers(
-    raw: &[RawIdentityProvider],
+/// One entry per provider written, `None` where it did not validate.
+pub(super) fn compile_providers(
+    raw: Vec<RawIdentityProvider>,
     base: &Path,
-    problems: &mut Vec<ConfigProblem>,
-) -> Vec<ProviderSettings> {
-    raw.iter()
-        .enumerate()
-        .map(|(index, provider)| {
-            let key = format!("identity_providers[{index}]");
-            if raw[..index].iter().any(|other| {
+    checker: &mut Checker,
+) -> Vec<Option<ProviderSettings>> {
+    let mut providers: Vec<Option<ProviderSettings>> = Vec::new();
+    for (index, provider) in raw.into_iter().enumerate() {
+        let key = format!("identity_providers[{index}]");
+        let compiled = compile_provider(&key, provider, base, checker);
+        if let Some(provider) = &compiled {
+            let duplicate = providers.iter().flatten().any(|other| {
                 other.customer_id == provider.customer_id
                     && other.provider_id == provider.provider_id
-            }) {
-                problems.push(ConfigProblem::new(
+            });
+            if duplicate {
+                checker.fail(
                     format!("{key}.provider_id"),
                     "customer_id and provider_id are already configured",
-                ));
+                );
             }
-            compile_provider(&key, provider, base, problems)
-        })
-        .collect()
+        }
+        providers.push(compiled);
+    }
+    providers
 }
 
 fn compile_provider(
     key: &str,
-    raw: &RawIdentityProvider,
+    raw: RawIdentityProvider,
     base: &Path,
-    problems: &mut Vec<ConfigProblem>,
-) -> ProviderSettings {
-    let mut fail = |field: &str, message: String| {
-        problems.push(ConfigProblem::new(format!("{key}.{field}"), message))
-    };
-    let customer = &raw.customer_id;
-    if !(1..=25).contains(&customer.chars().count())
-        || !customer
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    checker: &mut Checker,
+) -> Option<ProviderSettings> {
+    let field = |name: &str| format!("{key}.{name}");
+    let customer_id = checker.require(&field("customer_id"), raw.customer_id);
+    let customer_ok = customer_id.as_ref().is_none_or(|customer| {
+        (1..=25).contains(&customer.chars().count())
+            && customer
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    });
+    if !customer_ok {
+        checker.fail(
+            field("customer_id"),
+            "must be 1-25 letters, digits, '-' or '_'",
+        );
+    }
+    let provider_id = checker.require(&field("provider_id"), raw.provider_id);
+    let issuer = checker.require(&field("issuer"), raw.issuer);
+    if issuer.as_deref() == Some("") {
+        checker.fail(field("issuer"), "must not be empty");
+    }
+    let audiences = checker.require_list(
+        &field("audiences"),
+        raw.audiences,
+        "must list at least one non-empty audience",
+    );
+    if audiences
+        .as_ref()
+        .is_some_and(|audiences| audiences.iter().any(String::is_empty))
     {
-        fail(
-            "customer_id",
-            "must be 1-25 letters, digits, '-' or '_'".to_owned(),
+        checker.fail(
+            field("audiences"),
+            "must list at least one non-empty audience",
         );
     }
-    if raw.issuer.is_empty() {
-        fail("issuer", "must not be empty".to_owned());
+    let algorithms = checker.require_list(
+        &field("algorithms"),
+        raw.algorithms,
+        "must list at least one algorithm",
+    );
+    let locations = KeyLocations {
+        jwks_uri: checker.get(&field("jwks_uri"), raw.jwks_uri),
+        keys_file: checker.get(&field("keys_file"), raw.keys_file),
+        secret: checker.get(&field("secret"), raw.secret),
+    };
+    let keys = compile_key_source(key, locations, issuer.as_deref(), base, checker);
+    if let (Some(algorithms), Some(keys)) = (&algorithms, &keys) {
+        check_algorithms_fit_keys(key, algorithms, keys, checker);
     }
-    if raw.audiences.is_empty() || raw.audiences.iter().any(String::is_empty) {
-        fail(
-            "audiences",
-            "must list at least one non-empty audience".to_owned(),
-        );
+    let leeway_seconds = checker.get(&field("leeway_seconds"), raw.leeway_seconds);
+    if leeway_seconds.is_some_and(|leeway| !(0..=300).contains(&leeway)) {
+        checker.fail(field("leeway_seconds"), "must be between 0 and 300");
     }
-    let algorithms: Vec<Algorithm> = raw
-        .algorithms
-        .iter()
-        .filter_map(|name| {
-            let parsed = Algorithm::from_str(name).ok();
-            if parsed.is_none() {
-                fail("algorithms", format!("unknown algorithm {name:?}"));
-            }
-            parsed
-        })
-        .collect();
-    if algorithms.is_empty() {
-        fail("algorithms", "must list at least one algorithm".to_owned());
+    let max_token_bytes = checker.get(&field("max_token_bytes"), raw.max_token_bytes);
+    if max_token_bytes.is_some_and(|bytes| !(256..=65_536).contains(&bytes)) {
+        checker.fail(field("max_token_bytes"), "must be between 256 and 65536");
     }
-    let hmac = algorithms.iter().filter(|alg| is_hmac(**alg)).count();
-    if hmac > 0 && hmac < algorithms.len() {
-        fail(
-            "algorithms",
-            "HS* algorithms cannot be mixed with asymmetric ones".to_owned(),
-        );
-    }
-    let keys = match (&raw.jwks_uri, &raw.keys_file, &raw.secret) {
+    let timing = RawTiming {
+        refresh: raw.refresh_seconds,
+        min_refresh: raw.min_refresh_seconds,
+        max_refresh: raw.max_refresh_seconds,
+        refetch_cooldown: raw.refetch_cooldown_seconds,
+        max_stale: raw.max_stale_seconds,
+        fetch_timeout_ms: raw.fetch_timeout_ms,
+    };
+    let jwks = compile_jwks_timing(key, timing, checker);
+    Some(ProviderSettings {
+        customer_id: customer_id.filter(|_| customer_ok)?,
+        provider_id: provider_id?,
+        issuer: issuer?,
+        keys: keys?,
+        audiences: audiences?,
+        algorithms: algorithms?,
+        leeway_seconds: leeway_seconds?,
+        max_token_bytes: max_token_bytes?,
+        jwks: jwks?,
+    })
+}
+
+/// The three ways a provider's keys may be given; exactly one, or none for discovery.
+struct KeyLocations {
+    jwks_uri: Option<String>,
+    keys_file: Option<String>,
+    secret: Option<Secret>,
+}
+
+fn compile_key_source(
+    key: &str,
+    locations: KeyLocations,
+    issuer: Option<&str>,
+    base: &Path,
+    checker: &mut Checker,
+) -> Option<KeySource> {
+    let field = |name: &str| format!("{key}.{name}");
+    match (locations.jwks_uri, locations.keys_file, locations.secret) {
         (Some(uri), None, None) => {
             if !uri.starts_with("https://") && !uri.starts_with("http://") {
-                fail("jwks_uri", "must be an http:// or https:// URL".to_owned());
+                checker.fail(field("jwks_uri"), "must be an http:// or https:// URL");
             }
-            KeySource::Jwks { uri: uri.clone() }
+            Some(KeySource::Jwks { uri })
         }
         (None, Some(file), None) => {
-            let path = base.join(file);
-            if !path.is_file() {
-                fail(
-                    "keys_file",
-                    format!("file {:?} does not exist", path.display().to_string()),
-                );
-            }
-            KeySource::File { path }
+            let path = super::server::existing_file(base, &file, &field("keys_file"), checker);
+            Some(KeySource::File { path })
         }
-        (None, None, Some(secret)) => KeySource::Secret(secret.clone()),
-        (None, None, None) => KeySource::Discovery {
+        (None, None, Some(secret)) => Some(KeySource::Secret(secret)),
+        (None, None, None) => issuer.map(|issuer| KeySource::Discovery {
             url: format!(
                 "{}/.well-known/openid-configuration",
-                raw.issuer.trim_end_matches('/')
+                issuer.trim_end_matches('/')
             ),
-        },
+        }),
         _ => {
-            fail(
-                "jwks_uri",
-                "use only one of jwks_uri, keys_file and secret".to_owned(),
+            checker.fail(
+                field("jwks_uri"),
+                "use only one of jwks_uri, keys_file and secret",
             );
-            KeySource::Discovery { url: String::new() }
+            None
         }
-    };
+    }
+}
+
+/// HMAC keys only ever come from an explicit secret, and never next to asymmetric algorithms.
+fn check_algorithms_fit_keys(
+    key: &str,
+    algorithms: &[Algorithm],
+    keys: &KeySource,
+    checker: &mut Checker,
+) {
+    let hmac = algorithms.iter().filter(|alg| is_hmac(**alg)).count();
+    if hmac > 0 && hmac < algorithms.len() {
+        checker.fail(
+            format!("{key}.algorithms"),
+            "HS* algorithms cannot be mixed with asymmetric ones",
+        );
+    }
     let secret_keys = matches!(keys, KeySource::Secret(_));
     if secret_keys && hmac != algorithms.len() {
-        fail("secret", "a secret verifies HS* algorithms only".to_owned());
+        checker.fail(
+            format!("{key}.secret"),
+            "a secret verifies HS* algorithms only",
+        );
     }
     if !secret_keys && hmac > 0 {
-        fail(
-            "algorithms",
-            "HS* algorithms need an explicit secret (never a JWKS)".to_owned(),
+        checker.fail(
+            format!("{key}.algorithms"),
+            "HS* algorithms need an explicit secret (never a JWKS)",
         );
     }
-    if !(0..=300).contains(&raw.leeway_seconds) {
-        fail("leeway_seconds", "must be between 0 and 300".to_owned());
-    }
-    if !(256..=65_536).contains(&raw.max_token_bytes) {
-        fail(
-            "max_token_bytes",
-            "must be between 256 and 65536".to_owned(),
+}
+
+/// The JWKS timing keys of one provider, as written.
+struct RawTiming {
+    refresh: Field<u64>,
+    min_refresh: Field<u64>,
+    max_refresh: Field<u64>,
+    refetch_cooldown: Field<u64>,
+    max_stale: Field<u64>,
+    fetch_timeout_ms: Field<u64>,
+}
+
+fn compile_jwks_timing(key: &str, raw: RawTiming, checker: &mut Checker) -> Option<JwksTiming> {
+    let field = |name: &str| format!("{key}.{name}");
+    let refresh = checker.get(&field("refresh_seconds"), raw.refresh);
+    let min_refresh = checker.get(&field("min_refresh_seconds"), raw.min_refresh);
+    let max_refresh = checker.get(&field("max_refresh_seconds"), raw.max_refresh);
+    let cooldown = checker.get(&field("refetch_cooldown_seconds"), raw.refetch_cooldown);
+    let max_stale = checker.get(&field("max_stale_seconds"), raw.max_stale);
+    let fetch_timeout_ms = checker.get(&field("fetch_timeout_ms"), raw.fetch_timeout_ms);
+    let (min_refresh, max_refresh) = (min_refresh?, max_refresh?);
+    if min_refresh == 0 || min_refresh > max_refresh {
+        checker.fail(
+            field("min_refresh_seconds"),
+            "must be at least 1 and at most max_refresh_seconds",
         );
     }
-    if raw.min_refresh_seconds == 0 || raw.min_refresh_seconds > raw.max_refresh_seconds {
-        fail(
-            "min_refresh_seconds",
-            "must be at least 1 and at most max_refresh_seconds".to_owned(),
+    if cooldown == Some(0) || fetch_timeout_ms == Some(0) {
+        checker.fail(
+            field("refetch_cooldown_seconds"),
+            "refetch_cooldown_seconds and fetch_timeout_ms must be at least 1",
         );
     }
-    if raw.refetch_cooldown_seconds == 0 || raw.fetch_timeout_ms == 0 {
-        fail(
-            "refetch_cooldown_seconds",
-            "refetch_cooldown_seconds and fetch_timeout_ms must be at least 1".to_owned(),
-        );
-    }
-    ProviderSettings {
-        customer_id: raw.customer_id.clone(),
-        provider_id: raw.provider_id,
-        issuer: raw.issuer.clone(),
-        keys,
-        audiences: raw.audiences.clone(),
-        algorithms,
-        leeway_seconds: raw.leeway_seconds,
-        max_token_bytes: raw.max_token_bytes,
-        jwks: JwksTiming {
-            refresh: Duration::from_secs(
-                raw.refresh_seconds
-                    .clamp(raw.min_refresh_seconds, raw.max_refresh_seconds),
-            ),
-            min_refresh: Duration::from_secs(raw.min_refresh_seconds),
-            max_refresh: Duration::from_secs(raw.max_refresh_seconds),
-            refetch_cooldown: Duration::from_secs(raw.refetch_cooldown_seconds),
-            max_stale: Duration::from_secs(raw.max_stale_seconds),
-            fetch_timeout: Duration::from_millis(raw.fetch_timeout_ms),
-        },
-    }
+    Some(JwksTiming {
+        refresh: Duration::from_secs(refresh?.clamp(min_refresh, max_refresh.max(min_refresh))),
+        min_refresh: Duration::from_secs(min_refresh),
+        max_refresh: Duration::from_secs(max_refresh),
+        refetch_cooldown: Duration::from_secs(cooldown?),
+        max_stale: Duration::from_secs(max_stale?),
+        fetch_timeout: Duration::from_millis(fetch_timeout_ms?),
+    })
 }
 
 /// `[exchange]`: the PKCE-bound userInfoId exchange of seed 003.
@@ -265,35 +337,33 @@ pub struct ExchangeSettings {
     pub claims: Vec<String>,
 }
 
-pub fn compile_exchange(
-    raw: &RawExchange,
-    providers: &[ProviderSettings],
-    problems: &mut Vec<ConfigProblem>,
-) -> ExchangeSettings {
-    let mut fail = |field: &str, message: &str| {
-        problems.push(ConfigProblem::new(format!("exchange.{field}"), message))
-    };
-    let api_prefix = raw.api_prefix.trim_end_matches('/').to_owned();
-    if api_prefix.is_empty() || crate::routing::validate_prefix(&format!("{api_prefix}/")).is_err()
-    {
-        fail(
-            "api_prefix",
-            "must be a literal path such as \"/api/authenticate\"",
-        );
-    }
-    if !(1..=86_400).contains(&raw.ttl_seconds) {
-        fail("ttl_seconds", "must be between 1 and 86400");
+pub(super) fn compile_exchange(
+    raw: RawExchange,
+    providers: &[Option<ProviderSettings>],
+    checker: &mut Checker,
+) -> Option<ExchangeSettings> {
+    let api_prefix = compile_api_prefix(
+        "exchange.api_prefix",
+        raw.api_prefix,
+        "/api/authenticate",
+        checker,
+    );
+    let ttl = checker.get("exchange.ttl_seconds", raw.ttl_seconds);
+    if ttl.is_some_and(|ttl| !(1..=86_400).contains(&ttl)) {
+        checker.fail("exchange.ttl_seconds", "must be between 1 and 86400");
     }
     if providers.is_empty() {
-        fail(
-            "api_prefix",
+        checker.fail(
+            "exchange.api_prefix",
             "the exchange needs at least one [[identity_providers]] entry",
         );
     }
-    ExchangeSettings {
-        api_prefix,
-        ttl: Duration::from_secs(raw.ttl_seconds),
-        single_use: raw.single_use,
-        claims: raw.claims.clone(),
-    }
+    let single_use = checker.get("exchange.single_use", raw.single_use);
+    let claims = checker.get("exchange.claims", raw.claims);
+    Some(ExchangeSettings {
+        api_prefix: api_prefix?,
+        ttl: Duration::from_secs(ttl?),
+        single_use: single_use?,
+        claims: claims?,
+    })
 }

@@ -1,89 +1,56 @@
-//! Configuration: `config.toml` -> raw serde structs -> validated, compiled [`Config`].
+//! Configuration, a leaf: `config.toml` -> raw serde structs ([`raw`]) -> validated, plain
+//! [`Settings`]. Nothing here builds a runtime object, opens a file for use or looks a name up
+//! in DNS: that is `build`'s job, so `check-config` is safe to run anywhere.
 //!
-//! Loading never stops at the first mistake: `${VAR}` problems, unknown keys and semantic
-//! errors are collected and reported together, each naming its key (`routes[2].upstream`).
+//! Loading never stops at the first mistake: `${VAR}` problems, unknown keys, values of the
+//! wrong type and semantic errors are collected and reported together, each naming its key
+//! (`routes[2].upstream`).
 
 pub mod converse;
 mod env;
+mod field;
 pub mod hosted_email;
 pub mod identity;
-pub(crate) mod raw;
+pub mod raw;
+mod routes;
 pub mod secret;
-mod validate;
+mod server;
 
-use crate::routing::RouteTable;
-pub use converse::{CacheSettings, ConverseSettings, StoreSettings};
+pub use converse::ConverseSettings;
+pub use hosted_email::HostedEmailSettings;
+pub use identity::{ExchangeSettings, ProviderSettings};
+pub use routes::{CredentialSet, RouteSpec, TargetSpec, UpstreamSpec};
+pub use server::{
+    AdminSettings, CacheSettings, LogSettings, ServerSettings, StoreSettings, TlsFiles,
+};
+
+use field::Checker;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-/// A validated, compiled configuration: everything the request path needs, built once.
+/// A validated configuration: plain data, every choice an enum, every reference checked.
 #[derive(Debug)]
-pub struct Config {
+pub struct Settings {
     pub server: ServerSettings,
     pub admin: AdminSettings,
     pub log: LogSettings,
-    pub routes: RouteTable,
     pub store: StoreSettings,
     pub cache: CacheSettings,
+    /// `[upstreams.NAME]`, by name.
+    pub upstreams: Vec<UpstreamSpec>,
+    /// `[credentials.NAME]`, by name.
+    pub credentials: BTreeMap<String, CredentialSet>,
+    /// `[[routes]]` in file order, then the routes of the configured built-in APIs.
+    pub routes: Vec<RouteSpec>,
     /// Present when `[converse]` is configured: the token API and `auth = ["converse"]`.
     pub converse: Option<ConverseSettings>,
-    /// `[[identity_providers]]`: JWT issuers, for `auth = ["jwt"]`.
-    pub identity_providers: Vec<identity::ProviderSettings>,
+    /// `[[identity_providers]]`: JWT issuers, for `auth = ["jwt"]` and the exchange.
+    pub identity_providers: Vec<ProviderSettings>,
     /// Present when `[exchange]` is configured: the userInfoId API and `auth = ["exchange"]`.
-    pub exchange: Option<identity::ExchangeSettings>,
+    pub exchange: Option<ExchangeSettings>,
     /// Present when `[hosted_email]` is configured: the hosted email APIs and
     /// `auth = ["hosted_email"]`.
-    pub hosted_email: Option<hosted_email::HostedEmailSettings>,
-}
-
-impl Config {
-    /// The top-level JWT claims something reads: identity headers on `jwt` and `exchange`
-    /// routes, and the exchange's stored claims and `exp`. A verified JWT keeps only these.
-    pub fn jwt_claims_in_use(&self) -> Vec<String> {
-        use crate::auth::AuthKind;
-        let reads_jwt_claims = |kind: &AuthKind| matches!(kind, AuthKind::Jwt | AuthKind::Exchange);
-        let mut names: Vec<String> = self
-            .routes
-            .routes()
-            .iter()
-            .filter(|route| route.auth.iter().any(reads_jwt_claims))
-            .flat_map(|route| route.headers.identity_claims())
-            .map(|path| path.split('.').next().unwrap_or(path).to_owned())
-            .collect();
-        if let Some(exchange) = &self.exchange {
-            names.extend(exchange.claims.iter().cloned());
-            names.push("exp".to_owned());
-        }
-        names.sort_unstable();
-        names.dedup();
-        names
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct ServerSettings {
-    pub listen: Vec<String>,
-    pub threads: usize,
-    pub tls: Option<TlsFiles>,
-    pub grace_period: Duration,
-    pub upstream_keepalive_pool_size: usize,
-}
-
-#[derive(Debug, Clone)]
-pub struct TlsFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-}
-
-#[derive(Debug, Clone)]
-pub struct AdminSettings {
-    pub listen: String,
-}
-
-#[derive(Debug, Clone)]
-pub struct LogSettings {
-    pub level: String,
-    pub access_log: bool,
+    pub hosted_email: Option<HostedEmailSettings>,
 }
 
 /// One mistake in the config, with the key it concerns.
@@ -133,9 +100,9 @@ impl std::fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-impl Config {
+impl Settings {
     /// Reads, substitutes `${VAR}` from the process environment, and validates `path`.
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    pub fn load(path: &Path) -> Result<Settings, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|error| ConfigError {
             path: path.to_owned(),
             problems: vec![ConfigProblem::new(
@@ -144,7 +111,7 @@ impl Config {
             )],
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        Config::from_toml(&text, base, &|name| std::env::var(name).ok()).map_err(|problems| {
+        Settings::from_toml(&text, base, &|name| std::env::var(name).ok()).map_err(|problems| {
             ConfigError {
                 path: path.to_owned(),
                 problems,
@@ -157,36 +124,120 @@ impl Config {
         text: &str,
         base: &Path,
         lookup: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Config, Vec<ConfigProblem>> {
+    ) -> Result<Settings, Vec<ConfigProblem>> {
         let mut tree: toml::Value = toml::from_str(text).map_err(|error| {
             vec![ConfigProblem::new(
                 "",
                 format!("invalid TOML: {}", error.message()),
             )]
         })?;
-        let mut problems = env::substitute(&mut tree, lookup);
-        let mut unknown = Vec::new();
-        let raw = serde_ignored::deserialize(tree, |path| unknown.push(validate::key_of(&path)));
-        problems.extend(
-            unknown
-                .into_iter()
-                .map(|key| ConfigProblem::new(key, "unknown key")),
-        );
-        let raw: raw::RawConfig = match raw {
-            Ok(raw) => raw,
-            Err(error) => {
-                problems.push(ConfigProblem::new(
-                    "",
-                    error.to_string().trim_end().to_owned(),
-                ));
-                return Err(problems);
-            }
+        let mut checker = Checker {
+            problems: env::substitute(&mut tree, lookup),
         };
-        let config = validate::compile(raw, base, &mut problems);
-        if problems.is_empty() {
-            Ok(config)
-        } else {
-            Err(problems)
+        let raw = read_raw(tree, &mut checker);
+        let settings = raw.and_then(|raw| compile(raw, base, &mut checker));
+        match settings {
+            Some(settings) if checker.problems.is_empty() => Ok(settings),
+            _ => Err(checker.problems),
         }
+    }
+}
+
+/// The raw structs, with every unknown key reported. A value of the wrong type inside a leaf
+/// is kept in its [`field::Field`]; only a section of the wrong shape (`server = 5`) stops here.
+fn read_raw(tree: toml::Value, checker: &mut Checker) -> Option<raw::RawConfig> {
+    let mut unknown = Vec::new();
+    let mut record_unknown = |path: serde_ignored::Path<'_>| unknown.push(key_of(&path));
+    let ignoring = serde_ignored::Deserializer::new(tree, &mut record_unknown);
+    let result: Result<raw::RawConfig, _> = serde_path_to_error::deserialize(ignoring);
+    for key in unknown {
+        checker.fail(key, "unknown key");
+    }
+    match result {
+        Ok(raw) => Some(raw),
+        Err(error) => {
+            let key = error.path().to_string();
+            let message = error.into_inner().message().trim_end().to_owned();
+            checker.fail(if key == "." { String::new() } else { key }, message);
+            None
+        }
+    }
+}
+
+/// Validates every section; `None` when something is missing or of the wrong type.
+fn compile(raw: raw::RawConfig, base: &Path, checker: &mut Checker) -> Option<Settings> {
+    let server = server::compile_server(raw.server, base, checker);
+    let admin = server::compile_admin(raw.admin, server.as_ref(), checker);
+    let log = server::compile_log(raw.log, checker);
+    let store = server::compile_store(raw.store, base, checker);
+    let cache = server::compile_cache(raw.cache, checker);
+    let converse = raw
+        .converse
+        .map(|converse| converse::compile_converse(converse, checker));
+    let identity_providers = identity::compile_providers(raw.identity_providers, base, checker);
+    let exchange = raw
+        .exchange
+        .map(|exchange| identity::compile_exchange(exchange, &identity_providers, checker));
+    let hosted_email = raw
+        .hosted_email
+        .map(|hosted| hosted_email::compile_hosted_email(hosted, base, checker));
+    let upstream_names: Vec<String> = raw.upstreams.keys().cloned().collect();
+    let credential_names: Vec<String> = raw.credentials.keys().cloned().collect();
+    let upstreams = routes::compile_upstreams(raw.upstreams, base, checker);
+    let credentials = routes::compile_credentials(raw.credentials, checker);
+    let services = routes::Services {
+        converse: converse.as_ref().map(Option::as_ref),
+        providers: &identity_providers,
+        exchange: exchange.as_ref().map(Option::as_ref),
+        hosted_email: hosted_email.is_some(),
+    };
+    let context = routes::RouteContext {
+        upstream_names: upstream_names.iter().map(String::as_str).collect(),
+        credential_names: credential_names.iter().map(String::as_str).collect(),
+        default_body_limit: server.as_ref().map_or(1, |server| server.max_body_bytes),
+        services,
+    };
+    let routes = routes::compile_routes(raw.routes, &context, checker);
+    Some(Settings {
+        server: server?,
+        admin: admin?,
+        log: log?,
+        store: store?,
+        cache: cache?,
+        upstreams: upstreams?,
+        credentials: credentials?,
+        routes: routes?,
+        converse: configured(converse)?,
+        identity_providers: identity_providers.into_iter().collect::<Option<_>>()?,
+        exchange: configured(exchange)?,
+        hosted_email: configured(hosted_email)?,
+    })
+}
+
+/// An optional section: `Some(None)` when left out, `None` when written but invalid.
+fn configured<T>(section: Option<Option<T>>) -> Option<Option<T>> {
+    match section {
+        None => Some(None),
+        Some(valid) => valid.map(Some),
+    }
+}
+
+/// `routes[2].upstrem` from serde_ignored's path.
+fn key_of(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{index}]", key_of(parent)),
+        Path::Map { parent, key } => {
+            let parent = key_of(parent);
+            if parent.is_empty() {
+                key.clone()
+            } else {
+                format!("{parent}.{key}")
+            }
+        }
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => key_of(parent),
     }
 }

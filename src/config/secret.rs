@@ -1,6 +1,6 @@
 //! `Secret`: a string that never shows itself in `Debug`, logs or error messages.
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A configured secret value (e.g. an injected backend credential).
 ///
@@ -26,9 +26,19 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// A value of the wrong type is refused without quoting it: it may be the secret itself.
 impl<'de> Deserialize<'de> for Secret {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        String::deserialize(deserializer).map(Secret)
+        String::deserialize(deserializer)
+            .map(Secret)
+            .map_err(|_| serde::de::Error::custom("must be a string"))
+    }
+}
+
+/// Rendered redacted, like its `Debug` output.
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str("<redacted>")
     }
 }
 
@@ -42,5 +52,17 @@ mod tests {
         let shown = format!("{secret:?} {:?}", vec![secret.clone()]);
         assert!(!shown.contains("hunter2"), "{shown}");
         assert_eq!(secret.expose(), "hunter2");
+    }
+
+    #[test]
+    fn a_mistyped_secret_is_not_quoted() {
+        let tree: toml::Value = toml::from_str("s = 918273645").unwrap();
+        let error = std::collections::BTreeMap::<String, Secret>::deserialize(tree)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("must be a string") && !error.contains("918273645"),
+            "{error}"
+        );
     }
 }

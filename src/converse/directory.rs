@@ -1,9 +1,9 @@
 //! Who may log in: the static `[[converse.users]]` list (argon2id hashes) or an upstream
 //! service that already owns the users.
 
+use super::ConverseError;
 use super::password::PasswordChecker;
-use crate::config::converse::{ConverseSettings, DirectorySettings};
-use crate::error::GatewayError;
+use crate::config::converse::DirectorySettings;
 use std::collections::HashMap;
 use std::time::Duration;
 use tracing::warn;
@@ -35,8 +35,8 @@ enum Source {
 }
 
 impl Directory {
-    pub fn new(settings: &ConverseSettings) -> Self {
-        Directory(match &settings.directory {
+    pub fn new(settings: &DirectorySettings, max_concurrent_hashes: usize) -> Self {
+        Directory(match settings {
             DirectorySettings::Static(entries) => Source::Static {
                 users: entries
                     .iter()
@@ -48,7 +48,7 @@ impl Directory {
                         (entry.email.clone(), user)
                     })
                     .collect(),
-                checker: PasswordChecker::new(settings.max_concurrent_hashes),
+                checker: PasswordChecker::new(max_concurrent_hashes),
             },
             DirectorySettings::Upstream { url, timeout } => Source::Upstream {
                 url: url.clone(),
@@ -58,12 +58,12 @@ impl Directory {
     }
 
     /// `Ok(None)`: wrong email or password (indistinguishable, and equally slow).
-    /// `Err(ServiceUnavailable)`: the upstream directory could not answer; never "valid".
+    /// `Err(DirectoryUnavailable)`: the upstream directory could not answer; never "valid".
     pub async fn verify(
         &self,
         email: &str,
         password: &str,
-    ) -> Result<Option<VerifiedUser>, GatewayError> {
+    ) -> Result<Option<VerifiedUser>, ConverseError> {
         match &self.0 {
             Source::Static { users, checker } => {
                 let user = users.get(email);
@@ -101,12 +101,12 @@ async fn verify_upstream(
     url: &str,
     email: &str,
     password: &str,
-) -> Result<Option<VerifiedUser>, GatewayError> {
+) -> Result<Option<VerifiedUser>, ConverseError> {
     let body = serde_json::json!({ "email": email, "password": password });
     let response = client.post(url).json(&body).send().await.map_err(|error| {
         // reqwest errors name the URL, never the body.
         warn!(%error, "user directory unreachable");
-        GatewayError::ServiceUnavailable
+        ConverseError::DirectoryUnavailable
     })?;
     let status = response.status();
     if status.is_success() {
@@ -119,5 +119,5 @@ async fn verify_upstream(
         return Ok(None);
     }
     warn!(%status, "user directory failed");
-    Err(GatewayError::ServiceUnavailable)
+    Err(ConverseError::DirectoryUnavailable)
 }

@@ -10,13 +10,11 @@ pub mod directory;
 pub mod lockout;
 pub mod password;
 
-use crate::auth::Principal;
 use crate::cache::CredentialCache;
-use crate::config::CacheSettings;
-use crate::config::converse::ConverseSettings;
-use crate::error::GatewayError;
+use crate::config::{CacheSettings, ConverseSettings};
+use crate::identity::Principal;
 use crate::metrics::{CacheSeries, Metrics};
-use crate::store::{Namespace, Record, SecretKey, Store, get_json, now_ms};
+use crate::store::{Namespace, Record, SecretKey, Store, StoreError, get_json, now_ms};
 use directory::Directory;
 use lockout::{Gate, Lockout};
 use serde::{Deserialize, Serialize};
@@ -33,6 +31,28 @@ const CACHE_NAME: &str = "converse_token";
 const MAX_RENEW_WINDOW_MS: i64 = 60_000;
 /// Expiry of a token that never expires, in memory.
 const NEVER: i64 = i64::MAX;
+
+/// Why the token API refused a call (mapped to the envelope by `error`).
+#[derive(Debug)]
+pub enum ConverseError {
+    /// Wrong email or password (indistinguishable).
+    WrongCredentials,
+    /// Too many failed logins for the account or the client; retry after this many seconds.
+    Locked {
+        retry_after_seconds: u64,
+    },
+    /// A token to delete that is unknown, expired, or (to a non-admin) someone else's.
+    UnknownToken,
+    /// The upstream user directory could not answer: never "valid".
+    DirectoryUnavailable,
+    Store(StoreError),
+}
+
+impl From<StoreError> for ConverseError {
+    fn from(error: StoreError) -> Self {
+        ConverseError::Store(error)
+    }
+}
 
 /// A token's lifetime as requested: seconds, or never (`timeout = -1`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,11 +127,7 @@ fn user_principal(email: &str, admin: bool) -> Principal {
         claims.insert(name.into(), email.into());
     }
     claims.insert("admin".into(), admin.into());
-    Principal {
-        authenticator: "converse",
-        claims: Arc::new(claims.into()),
-        tenant: None,
-    }
+    Principal::with_claims(claims.into())
 }
 
 pub struct ConverseService {
@@ -122,6 +138,12 @@ pub struct ConverseService {
     lockout: Lockout,
     metrics: Arc<Metrics>,
     cache_series: CacheSeries,
+}
+
+impl std::fmt::Debug for ConverseService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ConverseService")
+    }
 }
 
 /// The canonical text form of a token: lower-case hyphenated UUID.
@@ -139,7 +161,7 @@ impl ConverseService {
         metrics: Arc<Metrics>,
     ) -> Self {
         ConverseService {
-            directory: Directory::new(&settings),
+            directory: Directory::new(&settings.directory, settings.max_concurrent_hashes),
             lockout: Lockout::new(settings.lockout.clone()),
             cache: CredentialCache::new(cache.capacity, cache.ttl),
             settings,
@@ -154,24 +176,25 @@ impl ConverseService {
     }
 
     /// `POST /api/user/verify`: checks the password; with `create_token`, issues a token.
-    pub async fn login(&self, login: Login<'_>) -> Result<Option<Uuid>, GatewayError> {
+    pub async fn login(&self, login: Login<'_>) -> Result<Option<Uuid>, ConverseError> {
         let account = login.email.trim().to_lowercase();
         if let Gate::Locked { retry_after } = self.lockout.gate(&account, login.client_ip) {
-            return Err(GatewayError::TooManyRequests {
+            return Err(ConverseError::Locked {
                 retry_after_seconds: retry_after.as_secs_f64().ceil().max(1.0) as u64,
             });
         }
         let Some(user) = self.directory.verify(&account, login.password).await? else {
             self.lockout.record_failure(&account, login.client_ip);
-            return Err(GatewayError::Unauthorized);
+            return Err(ConverseError::WrongCredentials);
         };
         self.lockout.record_success(&account);
         if !login.create_token {
             return Ok(None);
         }
-        self.issue(&user.email, login.lifetime, login.auto_renew)
-            .await
-            .map(Some)
+        let token = self
+            .issue(&user.email, login.lifetime, login.auto_renew)
+            .await?;
+        Ok(Some(token))
     }
 
     async fn issue(
@@ -179,7 +202,7 @@ impl ConverseService {
         email: &str,
         lifetime: Lifetime,
         auto_renew: bool,
-    ) -> Result<Uuid, GatewayError> {
+    ) -> Result<Uuid, StoreError> {
         let token = Uuid::new_v4();
         let stored = StoredToken {
             email: email.to_owned(),
@@ -200,7 +223,7 @@ impl ConverseService {
 
     /// The principal of a presented token, renewing it when it has autoRenew.
     /// `Ok(None)`: unknown, expired, deleted or malformed, all alike.
-    pub async fn authenticate(&self, token: &str) -> Result<Option<Principal>, GatewayError> {
+    pub async fn authenticate(&self, token: &str) -> Result<Option<Principal>, StoreError> {
         let Some(live) = self.live_token(token).await? else {
             return Ok(None);
         };
@@ -209,34 +232,34 @@ impl ConverseService {
     }
 
     /// `POST /api/user/token/verify`: whether a token is valid, without renewing it.
-    pub async fn is_valid(&self, token: &str) -> Result<bool, GatewayError> {
+    pub async fn is_valid(&self, token: &str) -> Result<bool, StoreError> {
         Ok(self.live_token(token).await?.is_some())
     }
 
     /// `DELETE /api/user/token/{uuid}`: a user may delete its own tokens, an admin any.
     /// Someone else's token is "not found" to a non-admin: existence is not revealed.
-    pub async fn revoke(&self, token: &str, caller: &Principal) -> Result<(), GatewayError> {
+    pub async fn revoke(&self, token: &str, caller: &Principal) -> Result<(), ConverseError> {
         let live = self
             .live_token(token)
             .await?
-            .ok_or(GatewayError::NotFound)?;
+            .ok_or(ConverseError::UnknownToken)?;
         let caller_email = caller.claim_text("email");
         let is_admin = caller.claim_text("admin").as_deref() == Some("true");
         if !is_admin && caller_email.as_deref() != Some(live.email.as_str()) {
-            return Err(GatewayError::NotFound);
+            return Err(ConverseError::UnknownToken);
         }
         let key = SecretKey::of(token.as_bytes());
         self.cache.invalidate(&key);
         let removed = self.store.remove(Namespace::ConverseToken, &key).await?;
         if !removed {
-            return Err(GatewayError::NotFound);
+            return Err(ConverseError::UnknownToken);
         }
         self.metrics.token_revoked();
         Ok(())
     }
 
     /// A token that is valid now: from the cache, else from the store (then cached).
-    async fn live_token(&self, token: &str) -> Result<Option<Arc<LiveToken>>, GatewayError> {
+    async fn live_token(&self, token: &str) -> Result<Option<Arc<LiveToken>>, StoreError> {
         if parse_token(token).is_none() {
             return Ok(None);
         }

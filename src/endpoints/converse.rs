@@ -4,11 +4,12 @@ use super::{EndpointRequest, EndpointResponse, json_object, string_field};
 use crate::config::ConverseSettings;
 use crate::converse::{ConverseService, Lifetime, Login};
 use crate::error::GatewayError;
+use crate::http_policy::params::Parameters;
 use http::StatusCode;
 use serde_json::{Map, Value};
 
 /// `POST {prefix}/verify[?createToken=true]` `{"email","password","timeout","autoRenew"}`.
-pub async fn verify_user(
+pub(super) async fn verify_user(
     service: &ConverseService,
     request: EndpointRequest<'_>,
 ) -> Result<EndpointResponse, GatewayError> {
@@ -41,7 +42,7 @@ pub async fn verify_user(
 }
 
 /// `POST {prefix}/token/verify` `{"token"}`: 200 valid, 403 not (never renews it).
-pub async fn verify_token(
+pub(super) async fn verify_token(
     service: &ConverseService,
     request: EndpointRequest<'_>,
 ) -> Result<EndpointResponse, GatewayError> {
@@ -56,7 +57,7 @@ pub async fn verify_token(
 }
 
 /// `DELETE {prefix}/token/{uuid}`: 200 once deleted, 404 unknown (or not the caller's).
-pub async fn delete_token(
+pub(super) async fn delete_token(
     service: &ConverseService,
     request: EndpointRequest<'_>,
 ) -> Result<EndpointResponse, GatewayError> {
@@ -85,19 +86,17 @@ fn exact_path(
     }
 }
 
-/// `createToken=true|false` in the query; anything else is a bad request.
+/// `createToken=true|false` in the query (absent: false); anything else, or the parameter
+/// given twice, is a bad request.
 fn create_token_flag(query: Option<&str>) -> Result<bool, GatewayError> {
-    let mut flag = false;
-    for pair in query.unwrap_or("").split('&') {
-        if let Some(value) = pair.strip_prefix("createToken=") {
-            flag = match value {
-                "true" => true,
-                "false" => false,
-                _ => return Err(GatewayError::BadRequest),
-            };
-        }
+    let flag = Parameters::new(query, &[])
+        .single("createToken")
+        .map_err(|_| GatewayError::BadRequest)?;
+    match flag.as_deref() {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(_) => Err(GatewayError::BadRequest),
     }
-    Ok(flag)
 }
 
 /// `timeout`: an integer >= 1 (at most `max_timeout_seconds`) or -1; absent means the default.
@@ -131,17 +130,25 @@ mod tests {
             create_token_flag(Some("createToken=yes")),
             Err(GatewayError::BadRequest)
         );
+        assert_eq!(
+            create_token_flag(Some("createToken=true&createToken=false")),
+            Err(GatewayError::BadRequest),
+            "given twice: refused, not guessed"
+        );
     }
 
     fn settings(allow_non_expiring: bool) -> ConverseSettings {
-        let raw: crate::config::raw::RawConverse = toml::from_str(&format!(
-            "default_timeout_seconds = 60\nmax_timeout_seconds = 3600\nallow_non_expiring = {allow_non_expiring}"
-        ))
-        .unwrap();
-        let mut problems = Vec::new();
-        let settings = crate::config::converse::compile_converse(&raw, &mut problems);
-        assert!(problems.is_empty(), "{problems:?}");
-        settings
+        let text = format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+             [upstreams.u]\naddresses = [\"127.0.0.1:1\"]\n\
+             [[routes]]\nname = \"r\"\npath_prefix = \"/\"\nupstream = \"u\"\nauth = [\"none\"]\n\
+             [converse]\ndefault_timeout_seconds = 60\nmax_timeout_seconds = 3600\n\
+             allow_non_expiring = {allow_non_expiring}\n"
+        );
+        let settings =
+            crate::config::Settings::from_toml(&text, std::path::Path::new("."), &|_| None)
+                .unwrap_or_else(|problems| panic!("{problems:?}"));
+        settings.converse.unwrap()
     }
 
     fn lifetime(json: &str, allow_non_expiring: bool) -> Result<Lifetime, GatewayError> {

@@ -4,10 +4,11 @@
 use super::{EndpointRequest, EndpointResponse, json_object, string_field};
 use crate::error::GatewayError;
 use crate::exchange::{ExchangeRequest, ExchangeService, pkce};
+use crate::http_policy::params::Parameters;
 use http::StatusCode;
 use serde_json::Value;
 
-pub async fn authenticate(
+pub(super) async fn authenticate(
     service: &ExchangeService,
     request: EndpointRequest<'_>,
 ) -> Result<EndpointResponse, GatewayError> {
@@ -41,19 +42,14 @@ pub async fn authenticate(
     })
 }
 
-/// `providerId=N` in the query: an integer, or absent.
+/// `providerId=N` in the query: an integer, or absent; given twice, a bad request.
 fn provider_id(query: Option<&str>) -> Result<Option<i64>, GatewayError> {
-    let Some(value) = query
-        .unwrap_or("")
-        .split('&')
-        .find_map(|pair| pair.strip_prefix("providerId="))
-    else {
-        return Ok(None);
-    };
+    let value = Parameters::new(query, &[])
+        .single("providerId")
+        .map_err(|_| GatewayError::BadRequest)?;
     value
-        .parse()
-        .map(Some)
-        .map_err(|_| GatewayError::UnprocessableEntity)
+        .map(|value| value.parse().map_err(|_| GatewayError::UnprocessableEntity))
+        .transpose()
 }
 
 #[cfg(test)]
@@ -68,6 +64,10 @@ mod tests {
         assert_eq!(
             provider_id(Some("providerId=x")),
             Err(GatewayError::UnprocessableEntity)
+        );
+        assert_eq!(
+            provider_id(Some("providerId=1&providerid=2")),
+            Err(GatewayError::BadRequest)
         );
     }
 }

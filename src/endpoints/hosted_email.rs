@@ -6,23 +6,23 @@
 
 use super::{EndpointRequest, EndpointResponse, json_object, string_field};
 use crate::error::GatewayError;
-use crate::headers::is_form_urlencoded;
 use crate::hosted_email::HostedEmailService;
+use crate::http_policy::is_form_urlencoded;
+use crate::http_policy::params::{Parameters, pairs};
+use crate::identity::{HOSTED_EMAIL_AUTHENTICATE_PATH, HOSTED_EMAIL_REQUEST_PATH, PASSKEY_PARAM};
 use http::StatusCode;
 use serde_json::{Value, json};
 
-pub const REQUEST_EMAIL_PATH: &str = "/api/hostedauthentication";
-pub const AUTHENTICATE_USER_PATH: &str = "/data/authenticateuser.json";
-
-pub async fn request_email(
+pub(super) async fn request_email(
     service: &HostedEmailService,
     request: EndpointRequest<'_>,
 ) -> Result<EndpointResponse, GatewayError> {
-    exact_path(&request, REQUEST_EMAIL_PATH)?;
+    exact_path(&request, HOSTED_EMAIL_REQUEST_PATH)?;
     let params = Params::of(&request)?;
-    let client = service
-        .clients()
-        .admit(params.get("apiversion"), params.get("passkey"))?;
+    let client = service.clients().admit(
+        params.get("apiversion").as_deref(),
+        params.get(PASSKEY_PARAM).as_deref(),
+    )?;
     let body = json_object(&request.body)?;
     let email = string_field(&body, "email")?;
     let callback_url = string_field(&body, "callbackUrl")?;
@@ -33,17 +33,18 @@ pub async fn request_email(
     })
 }
 
-pub async fn authenticate_user(
+pub(super) async fn authenticate_user(
     service: &HostedEmailService,
     request: EndpointRequest<'_>,
 ) -> Result<EndpointResponse, GatewayError> {
-    exact_path(&request, AUTHENTICATE_USER_PATH)?;
+    exact_path(&request, HOSTED_EMAIL_AUTHENTICATE_PATH)?;
     let params = Params::of(&request)?;
-    let client = service
-        .clients()
-        .admit(params.get("apiversion"), params.get("passkey"))?;
+    let client = service.clients().admit(
+        params.get("apiversion").as_deref(),
+        params.get(PASSKEY_PARAM).as_deref(),
+    )?;
     let authenticated = service
-        .authenticate_user(client, params.get("authtoken"))
+        .authenticate_user(client, params.get("authtoken").as_deref())
         .await?;
     let mut body = seed_sections();
     body["Authentication"] =
@@ -67,36 +68,40 @@ fn exact_path(request: &EndpointRequest<'_>, path: &str) -> Result<(), GatewayEr
     }
 }
 
-/// The call's parameters: the query, plus a form body when there is one. Names are matched
-/// without regard to case (`PassKey` is `passkey`); a name given twice is refused (400-01)
-/// rather than guessed at.
-struct Params {
-    pairs: Vec<(String, String)>,
+/// The call's parameters: the query, plus a form body when there is one, read under the one
+/// parameter rule (`PassKey` is `passkey`). A name given twice is refused (400-01) rather than
+/// guessed at.
+struct Params<'a> {
+    query: Option<&'a str>,
+    form: Vec<(String, String)>,
 }
 
-impl Params {
-    fn of(request: &EndpointRequest<'_>) -> Result<Params, GatewayError> {
-        let mut pairs = decode_pairs(request.query.unwrap_or("").as_bytes());
-        if is_form_urlencoded(request.headers) {
-            pairs.extend(decode_pairs(&request.body));
-        }
-        let mut seen = std::collections::HashSet::with_capacity(pairs.len());
-        if !pairs.iter().all(|(name, _)| seen.insert(name.as_str())) {
+impl<'a> Params<'a> {
+    fn of(request: &EndpointRequest<'a>) -> Result<Params<'a>, GatewayError> {
+        let form = if is_form_urlencoded(request.headers) {
+            pairs(&request.body)
+        } else {
+            Vec::new()
+        };
+        let params = Params {
+            query: request.query,
+            form,
+        };
+        if params.all().any_repeated() {
             return Err(GatewayError::BadRequest);
         }
-        Ok(Params { pairs })
+        Ok(params)
     }
 
-    fn get(&self, name: &str) -> Option<&str> {
-        self.pairs
-            .iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.as_str())
+    fn all(&self) -> Parameters<'_> {
+        Parameters::new(self.query, &self.form)
     }
-}
 
-fn decode_pairs(encoded: &[u8]) -> Vec<(String, String)> {
-    url::form_urlencoded::parse(encoded)
-        .map(|(name, value)| (name.to_ascii_lowercase(), value.into_owned()))
-        .collect()
+    fn get(&self, name: &'static str) -> Option<String> {
+        self.all()
+            .single(name)
+            .ok()
+            .flatten()
+            .map(|value| value.into_owned())
+    }
 }

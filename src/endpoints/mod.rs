@@ -1,40 +1,87 @@
-//! Built-in APIs that keyway answers itself (they are routes too, matched like any other).
+//! Built-in APIs that keyway answers itself: each parses the request, calls its service and
+//! shapes the answer. They are routes too, matched like any other; a route holds its
+//! [`Endpoint`] with the service behind it, resolved when the runtime is built.
 
 mod converse;
 mod exchange;
-pub mod hosted_email;
+mod hosted_email;
 
-use crate::auth::Principal;
 use crate::converse::ConverseService;
 use crate::error::GatewayError;
 use crate::exchange::ExchangeService;
 use crate::hosted_email::HostedEmailService;
+use crate::identity::{EndpointKind, Principal};
 use bytes::Bytes;
-use http::{HeaderMap, Method, StatusCode};
+use http::{HeaderMap, StatusCode};
 use serde_json::{Map, Value};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-/// Which built-in API a route serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EndpointKind {
-    /// `POST {api_prefix}/verify[?createToken=true]`
-    ConverseVerifyUser,
-    /// `POST {api_prefix}/token/verify`
-    ConverseVerifyToken,
-    /// `DELETE {api_prefix}/token/{uuid}`
-    ConverseDeleteToken,
-    /// `POST {exchange.api_prefix}/{customerId}[?providerId=N]`
-    ExchangeAuthenticate,
-    /// `POST /api/hostedauthentication`
-    HostedEmailRequest,
-    /// `POST /data/authenticateuser.json`
-    HostedEmailAuthenticate,
+/// A built-in API and the service that answers it.
+#[derive(Debug, Clone)]
+pub enum Endpoint {
+    ConverseVerifyUser(Arc<ConverseService>),
+    ConverseVerifyToken(Arc<ConverseService>),
+    ConverseDeleteToken(Arc<ConverseService>),
+    ExchangeAuthenticate(Arc<ExchangeService>),
+    HostedEmailRequest(Arc<HostedEmailService>),
+    HostedEmailAuthenticate(Arc<HostedEmailService>),
+}
+
+/// The services the built-in APIs may use; absent when not configured.
+#[derive(Default, Clone)]
+pub struct EndpointServices {
+    pub converse: Option<Arc<ConverseService>>,
+    pub exchange: Option<Arc<ExchangeService>>,
+    pub hosted_email: Option<Arc<HostedEmailService>>,
+}
+
+impl Endpoint {
+    /// The endpoint `kind` with its service; `None` when that service is not configured.
+    pub fn resolve(kind: EndpointKind, services: &EndpointServices) -> Option<Endpoint> {
+        let converse = || services.converse.clone();
+        let hosted_email = || services.hosted_email.clone();
+        Some(match kind {
+            EndpointKind::ConverseVerifyUser => Endpoint::ConverseVerifyUser(converse()?),
+            EndpointKind::ConverseVerifyToken => Endpoint::ConverseVerifyToken(converse()?),
+            EndpointKind::ConverseDeleteToken => Endpoint::ConverseDeleteToken(converse()?),
+            EndpointKind::ExchangeAuthenticate => {
+                Endpoint::ExchangeAuthenticate(services.exchange.clone()?)
+            }
+            EndpointKind::HostedEmailRequest => Endpoint::HostedEmailRequest(hosted_email()?),
+            EndpointKind::HostedEmailAuthenticate => {
+                Endpoint::HostedEmailAuthenticate(hosted_email()?)
+            }
+        })
+    }
+
+    pub async fn serve(
+        &self,
+        request: EndpointRequest<'_>,
+    ) -> Result<EndpointResponse, GatewayError> {
+        match self {
+            Endpoint::ConverseVerifyUser(service) => converse::verify_user(service, request).await,
+            Endpoint::ConverseVerifyToken(service) => {
+                converse::verify_token(service, request).await
+            }
+            Endpoint::ConverseDeleteToken(service) => {
+                converse::delete_token(service, request).await
+            }
+            Endpoint::ExchangeAuthenticate(service) => {
+                exchange::authenticate(service, request).await
+            }
+            Endpoint::HostedEmailRequest(service) => {
+                hosted_email::request_email(service, request).await
+            }
+            Endpoint::HostedEmailAuthenticate(service) => {
+                hosted_email::authenticate_user(service, request).await
+            }
+        }
+    }
 }
 
 /// A request to a built-in API, body already read (within the route's limit).
 pub struct EndpointRequest<'a> {
-    pub method: &'a Method,
     pub path: &'a str,
     pub query: Option<&'a str>,
     pub headers: &'a HeaderMap,
@@ -43,11 +90,10 @@ pub struct EndpointRequest<'a> {
     pub client_ip: Option<IpAddr>,
 }
 
-/// Query, headers and body carry passwords, tokens and passkeys: `Debug` shows the route.
+/// Query, headers and body carry passwords, tokens and passkeys: `Debug` shows the path.
 impl std::fmt::Debug for EndpointRequest<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EndpointRequest")
-            .field("method", self.method)
             .field("path", &self.path)
             .finish_non_exhaustive()
     }
@@ -66,58 +112,8 @@ impl EndpointResponse {
     }
 }
 
-/// The services behind the built-in APIs; absent when not configured.
-#[derive(Default, Clone)]
-pub struct Endpoints {
-    pub converse: Option<Arc<ConverseService>>,
-    pub exchange: Option<Arc<ExchangeService>>,
-    pub hosted_email: Option<Arc<HostedEmailService>>,
-}
-
-impl Endpoints {
-    pub async fn serve(
-        &self,
-        kind: EndpointKind,
-        request: EndpointRequest<'_>,
-    ) -> Result<EndpointResponse, GatewayError> {
-        match kind {
-            EndpointKind::ConverseVerifyUser => {
-                converse::verify_user(self.converse()?, request).await
-            }
-            EndpointKind::ConverseVerifyToken => {
-                converse::verify_token(self.converse()?, request).await
-            }
-            EndpointKind::ConverseDeleteToken => {
-                converse::delete_token(self.converse()?, request).await
-            }
-            EndpointKind::ExchangeAuthenticate => {
-                exchange::authenticate(self.exchange()?, request).await
-            }
-            EndpointKind::HostedEmailRequest => {
-                hosted_email::request_email(self.hosted_email()?, request).await
-            }
-            EndpointKind::HostedEmailAuthenticate => {
-                hosted_email::authenticate_user(self.hosted_email()?, request).await
-            }
-        }
-    }
-
-    /// Config validation only creates endpoint routes for configured services.
-    fn converse(&self) -> Result<&ConverseService, GatewayError> {
-        self.converse.as_deref().ok_or(GatewayError::Internal)
-    }
-
-    fn exchange(&self) -> Result<&ExchangeService, GatewayError> {
-        self.exchange.as_deref().ok_or(GatewayError::Internal)
-    }
-
-    fn hosted_email(&self) -> Result<&HostedEmailService, GatewayError> {
-        self.hosted_email.as_deref().ok_or(GatewayError::Internal)
-    }
-}
-
 /// Not JSON is 400; JSON that is not an object is 422.
-pub(crate) fn json_object(body: &[u8]) -> Result<Map<String, Value>, GatewayError> {
+fn json_object(body: &[u8]) -> Result<Map<String, Value>, GatewayError> {
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(object)) => Ok(object),
         Ok(_) => Err(GatewayError::UnprocessableEntity),
@@ -125,10 +121,7 @@ pub(crate) fn json_object(body: &[u8]) -> Result<Map<String, Value>, GatewayErro
     }
 }
 
-pub(crate) fn string_field<'a>(
-    body: &'a Map<String, Value>,
-    name: &str,
-) -> Result<&'a str, GatewayError> {
+fn string_field<'a>(body: &'a Map<String, Value>, name: &str) -> Result<&'a str, GatewayError> {
     body.get(name)
         .and_then(Value::as_str)
         .ok_or(GatewayError::UnprocessableEntity)

@@ -8,15 +8,34 @@
 
 pub mod pkce;
 
-use crate::auth::{AuthDenial, AuthOutcome, JwtAuthenticator, Principal, Tenant};
-use crate::config::identity::{ExchangeSettings, ProviderSettings};
-use crate::error::GatewayError;
-use crate::routing::TenantScope;
-use crate::store::{Namespace, Record, SecretKey, Store, get_json, now_ms};
+use crate::config::{ExchangeSettings, ProviderSettings};
+use crate::identity::{Principal, Tenant, TenantScope};
+use crate::jwt::verifier::{JwtRefusal, JwtVerifier};
+use crate::store::{Namespace, Record, SecretKey, Store, StoreError, get_json, now_ms};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::sync::Arc;
+
+/// Why an exchange was refused (mapped to the envelope by `error`).
+#[derive(Debug)]
+pub enum ExchangeError {
+    /// No such customer, or not one of its providers.
+    UnknownProvider,
+    /// The token does not verify with that provider (the reason is for the log only).
+    TokenRefused,
+    /// The provider's keys are unavailable: never "valid".
+    KeysUnavailable,
+    /// The system random source failed.
+    NoRandomness,
+    Store(StoreError),
+}
+
+impl From<StoreError> for ExchangeError {
+    fn from(error: StoreError) -> Self {
+        ExchangeError::Store(error)
+    }
+}
 
 /// What `POST /api/authenticate/{customerId}` asks for, already shaped.
 pub struct ExchangeRequest<'a> {
@@ -48,15 +67,23 @@ pub struct ExchangeService {
     settings: ExchangeSettings,
     /// Each customer's provider ids in config order: the first is the default.
     customers: Vec<(String, Vec<i64>)>,
-    jwt: Arc<JwtAuthenticator>,
+    jwt: Arc<JwtVerifier>,
     store: Arc<dyn Store>,
+}
+
+impl std::fmt::Debug for ExchangeService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExchangeService")
+            .field("api_prefix", &self.settings.api_prefix)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ExchangeService {
     pub fn new(
         settings: ExchangeSettings,
         providers: &[ProviderSettings],
-        jwt: Arc<JwtAuthenticator>,
+        jwt: Arc<JwtVerifier>,
         store: Arc<dyn Store>,
     ) -> Self {
         let mut customers: Vec<(String, Vec<i64>)> = Vec::new();
@@ -82,19 +109,18 @@ impl ExchangeService {
     }
 
     /// Verifies the token with the customer's provider and stores a new userInfoId.
-    pub async fn exchange(&self, request: ExchangeRequest<'_>) -> Result<String, GatewayError> {
+    pub async fn exchange(&self, request: ExchangeRequest<'_>) -> Result<String, ExchangeError> {
         let provider_id = self.provider_for(request.customer_id, request.provider_id)?;
         let scope = TenantScope {
             customers: vec![request.customer_id.to_owned()],
             providers: vec![provider_id],
         };
         let principal = match self.jwt.verify(request.token, &scope).await {
-            AuthOutcome::Allow(principal) => principal,
-            AuthOutcome::Deny(AuthDenial::Unavailable) => {
-                return Err(GatewayError::ServiceUnavailable);
-            }
-            AuthOutcome::Deny(_) | AuthOutcome::NotPresent => {
-                return Err(GatewayError::Unauthorized);
+            Ok(principal) => principal,
+            Err(JwtRefusal::KeysUnavailable) => return Err(ExchangeError::KeysUnavailable),
+            Err(JwtRefusal::Invalid(denial)) => {
+                tracing::debug!(?denial, "exchanged token refused");
+                return Err(ExchangeError::TokenRefused);
             }
         };
         let token_expiry_ms = principal
@@ -134,7 +160,7 @@ impl ExchangeService {
         user_info_id: &str,
         verifier: &str,
         scope: &TenantScope,
-    ) -> Result<Option<Principal>, GatewayError> {
+    ) -> Result<Option<Principal>, StoreError> {
         if !pkce::is_valid_verifier(verifier) || user_info_id.len() > 64 {
             return Ok(None);
         }
@@ -155,7 +181,6 @@ impl ExchangeService {
             return Ok(None);
         }
         Ok(Some(Principal {
-            authenticator: "exchange",
             claims: Arc::new(user_info.claims.into()),
             tenant: Some(Arc::new(Tenant {
                 customer_id: user_info.customer,
@@ -165,24 +190,28 @@ impl ExchangeService {
     }
 
     /// The provider to use: the requested one of this customer, or its first.
-    fn provider_for(&self, customer_id: &str, requested: Option<i64>) -> Result<i64, GatewayError> {
+    fn provider_for(
+        &self,
+        customer_id: &str,
+        requested: Option<i64>,
+    ) -> Result<i64, ExchangeError> {
         let (_, providers) = self
             .customers
             .iter()
             .find(|(customer, _)| customer == customer_id)
-            .ok_or(GatewayError::NotFound)?;
+            .ok_or(ExchangeError::UnknownProvider)?;
         match requested {
             None => Ok(providers[0]),
             Some(id) if providers.contains(&id) => Ok(id),
-            Some(_) => Err(GatewayError::NotFound),
+            Some(_) => Err(ExchangeError::UnknownProvider),
         }
     }
 }
 
 /// `usr_` and 128 random bits in base64url (22 characters).
-fn new_user_info_id() -> Result<String, GatewayError> {
+fn new_user_info_id() -> Result<String, ExchangeError> {
     let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).map_err(|_| GatewayError::Internal)?;
+    getrandom::fill(&mut bytes).map_err(|_| ExchangeError::NoRandomness)?;
     Ok(format!(
         "usr_{}",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)

@@ -1,8 +1,8 @@
 //! Hosted-email API clients: found by passkey (in constant time), then held to their API
 //! versions and callback URL prefixes.
 
+use super::HostedEmailError;
 use crate::config::hosted_email::HostedEmailClient;
-use crate::error::GatewayError;
 use sha2::{Digest, Sha256};
 
 /// The configured clients, each with the SHA-256 of its passkey.
@@ -44,26 +44,25 @@ impl Clients {
         found
     }
 
-    /// The rule every hosted-email call follows: an `apiversion` is required (400-01), a
-    /// known passkey is required (401-01), and the version must be one the client may use
-    /// (400-01).
+    /// The rule every hosted-email call follows: an `apiversion` is required, a known passkey
+    /// is required, and the version must be one the client may use.
     pub fn admit(
         &self,
         api_version: Option<&str>,
         passkey: Option<&str>,
-    ) -> Result<&HostedEmailClient, GatewayError> {
+    ) -> Result<&HostedEmailClient, HostedEmailError> {
         let api_version = api_version
             .filter(|version| !version.is_empty())
-            .ok_or(GatewayError::BadRequest)?;
+            .ok_or(HostedEmailError::BadApiVersion)?;
         let client = passkey
             .and_then(|passkey| self.by_passkey(passkey))
-            .ok_or(GatewayError::Unauthorized)?;
+            .ok_or(HostedEmailError::UnknownPasskey)?;
         if !client
             .api_versions
             .iter()
             .any(|allowed| allowed == api_version)
         {
-            return Err(GatewayError::BadRequest);
+            return Err(HostedEmailError::BadApiVersion);
         }
         Ok(client)
     }
@@ -120,30 +119,15 @@ mod tests {
         let admitted = clients.admit(Some("5.4"), Some("passkey-b-0123456789"));
         assert_eq!(admitted.unwrap().name, "b");
         let refusals = [
-            (None, Some("passkey-a-0123456789"), GatewayError::BadRequest),
-            (
-                Some(""),
-                Some("passkey-a-0123456789"),
-                GatewayError::BadRequest,
-            ),
-            (Some("5.4"), None, GatewayError::Unauthorized),
-            (
-                Some("5.4"),
-                Some("passkey-a-012345678"),
-                GatewayError::Unauthorized,
-            ),
-            (
-                Some("5.3"),
-                Some("passkey-a-0123456789"),
-                GatewayError::BadRequest,
-            ),
+            (None, Some("passkey-a-0123456789"), "BadApiVersion"),
+            (Some(""), Some("passkey-a-0123456789"), "BadApiVersion"),
+            (Some("5.4"), None, "UnknownPasskey"),
+            (Some("5.4"), Some("passkey-a-012345678"), "UnknownPasskey"),
+            (Some("5.3"), Some("passkey-a-0123456789"), "BadApiVersion"),
         ];
         for (version, passkey, expected) in refusals {
-            assert_eq!(
-                clients.admit(version, passkey).unwrap_err(),
-                expected,
-                "{version:?} {passkey:?}"
-            );
+            let error = clients.admit(version, passkey).unwrap_err();
+            assert_eq!(format!("{error:?}"), expected, "{version:?} {passkey:?}");
         }
     }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 /// How long one SMTP conversation may take before the request fails with 503-01.
 const SMTP_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub enum Mailer {
+pub(super) enum Mailer {
     Smtp(AsyncSmtpTransport<Tokio1Executor>),
     Outbox(AsyncFileTransport<Tokio1Executor>),
 }
@@ -25,7 +25,7 @@ impl std::fmt::Debug for Mailer {
 }
 
 /// One authentication email.
-pub struct Email<'a> {
+pub(super) struct Email<'a> {
     pub from: &'a Mailbox,
     pub to: Mailbox,
     pub subject: &'a str,
@@ -34,7 +34,7 @@ pub struct Email<'a> {
 
 impl Mailer {
     /// The transport for `delivery`; the outbox directory is created if missing.
-    pub fn new(delivery: &MailDelivery) -> Result<Mailer, String> {
+    pub(super) fn new(delivery: &MailDelivery) -> Result<Mailer, String> {
         match delivery {
             MailDelivery::Smtp { url } => {
                 let builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose())
@@ -54,7 +54,7 @@ impl Mailer {
     }
 
     /// Sends (or files) the email; the error text is for the log only.
-    pub async fn send(&self, email: Email<'_>) -> Result<(), String> {
+    pub(super) async fn send(&self, email: Email<'_>) -> Result<(), String> {
         let message = Message::builder()
             .from(email.from.clone())
             .to(email.to)

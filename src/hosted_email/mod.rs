@@ -11,11 +11,10 @@ mod mailer;
 mod rate_limit;
 pub mod user_token;
 
-use crate::auth::Principal;
 use crate::config::hosted_email::{HostedEmailClient, HostedEmailSettings};
-use crate::error::GatewayError;
+use crate::identity::Principal;
 use crate::metrics::Metrics;
-use crate::store::{Namespace, Record, SecretKey, Store, get_json, now_ms};
+use crate::store::{Namespace, Record, SecretKey, Store, StoreError, get_json, now_ms};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use clients::Clients;
@@ -26,8 +25,31 @@ use serde_json::Value;
 use std::sync::Arc;
 use user_token::{KeyRing, UserClaims};
 
-/// The principal's `authenticator` name and metric label.
-const AUTHENTICATOR: &str = "hosted_email";
+/// Why a hosted-email call was refused (mapped to the envelope by `error`).
+#[derive(Debug)]
+pub enum HostedEmailError {
+    /// `apiversion` missing, or not one the client may use.
+    BadApiVersion,
+    /// `passkey` missing or unknown.
+    UnknownPasskey,
+    /// Not an email address, or a callback URL the client does not allow.
+    InvalidRequest,
+    /// Over an email limit; retry after this many seconds.
+    RateLimited {
+        retry_after_seconds: u64,
+    },
+    /// An authtoken that is missing, unknown, expired, used or another client's.
+    InvalidAuthToken,
+    /// The email could not be sent (its authtoken was deleted).
+    NotSent,
+    Store(StoreError),
+}
+
+impl From<StoreError> for HostedEmailError {
+    fn from(error: StoreError) -> Self {
+        HostedEmailError::Store(error)
+    }
+}
 
 /// What an authtoken stands for until it is used.
 #[derive(Serialize, Deserialize)]
@@ -46,6 +68,14 @@ impl std::fmt::Debug for Authenticated {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Authenticated")
             .field("email", &self.email)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for HostedEmailService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostedEmailService")
+            .field("clients", &self.clients)
             .finish_non_exhaustive()
     }
 }
@@ -91,13 +121,13 @@ impl HostedEmailService {
         client: &HostedEmailClient,
         email: &str,
         callback_url: &str,
-    ) -> Result<(), GatewayError> {
+    ) -> Result<(), HostedEmailError> {
         let to: lettre::message::Mailbox = email
             .parse::<lettre::Address>()
             .map(Into::into)
-            .map_err(|_| GatewayError::UnprocessableEntity)?;
+            .map_err(|_| HostedEmailError::InvalidRequest)?;
         if !clients::callback_allowed(client, callback_url) {
-            return Err(GatewayError::UnprocessableEntity);
+            return Err(HostedEmailError::InvalidRequest);
         }
         self.limits.admit(&client.name, email)?;
         let (authtoken, key) = self.store_authtoken(client, email).await?;
@@ -110,7 +140,7 @@ impl HostedEmailService {
         &self,
         client: &HostedEmailClient,
         email: &str,
-    ) -> Result<(String, SecretKey), GatewayError> {
+    ) -> Result<(String, SecretKey), StoreError> {
         let authtoken = random_token();
         let key = SecretKey::of(authtoken.as_bytes());
         let pending = PendingAuthentication {
@@ -135,7 +165,7 @@ impl HostedEmailService {
         to: lettre::message::Mailbox,
         link: &str,
         key: &SecretKey,
-    ) -> Result<(), GatewayError> {
+    ) -> Result<(), HostedEmailError> {
         let email = Email {
             from: &self.settings.from,
             to,
@@ -150,32 +180,32 @@ impl HostedEmailService {
                 .store
                 .remove(Namespace::HostedEmailAuthToken, key)
                 .await;
-            return Err(GatewayError::ServiceUnavailable);
+            return Err(HostedEmailError::NotSent);
         }
         Ok(())
     }
 
     /// `POST /data/authenticateuser.json`: consumes the authtoken (exactly once) and answers
     /// with a user token. A missing, unknown, expired, used or other client's authtoken is
-    /// [`GatewayError::InvalidAuthToken`].
+    /// [`HostedEmailError::InvalidAuthToken`].
     pub async fn authenticate_user(
         &self,
         client: &HostedEmailClient,
         authtoken: Option<&str>,
-    ) -> Result<Authenticated, GatewayError> {
+    ) -> Result<Authenticated, HostedEmailError> {
         let authtoken = authtoken
             .filter(|token| !token.is_empty() && token.len() <= 256)
-            .ok_or(GatewayError::InvalidAuthToken)?;
+            .ok_or(HostedEmailError::InvalidAuthToken)?;
         let key = SecretKey::of(authtoken.as_bytes());
         let namespace = Namespace::HostedEmailAuthToken;
         let Some((pending, _)) =
             get_json::<PendingAuthentication>(self.store.as_ref(), namespace, &key).await?
         else {
-            return Err(GatewayError::InvalidAuthToken);
+            return Err(HostedEmailError::InvalidAuthToken);
         };
         // Another client's authtoken is refused without being used up.
         if pending.client != client.name || !self.store.remove(namespace, &key).await? {
-            return Err(GatewayError::InvalidAuthToken);
+            return Err(HostedEmailError::InvalidAuthToken);
         }
         let iat = now_ms() / 1000;
         let claims = UserClaims {
@@ -192,8 +222,8 @@ impl HostedEmailService {
 
     /// The principal of a user token presented with `passkey`: the token must open under one
     /// of our keys, belong to the passkey's client and be unexpired.
-    pub fn verify_user_token(&self, passkey: Option<&str>, user_token: &str) -> Option<Principal> {
-        let client = self.clients.by_passkey(passkey?)?;
+    pub fn verify_user_token(&self, passkey: &str, user_token: &str) -> Option<Principal> {
+        let client = self.clients.by_passkey(passkey)?;
         let claims = self.keys.open(user_token)?;
         if claims.client != client.name || claims.exp <= now_ms() / 1000 {
             return None;
@@ -202,11 +232,7 @@ impl HostedEmailService {
             ("email".to_owned(), Value::String(claims.email)),
             ("client".to_owned(), Value::String(claims.client)),
         ];
-        Some(Principal {
-            authenticator: AUTHENTICATOR,
-            claims: Arc::new(attributes.into_iter().collect()),
-            tenant: None,
-        })
+        Some(Principal::with_claims(attributes.into_iter().collect()))
     }
 }
 

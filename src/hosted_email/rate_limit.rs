@@ -1,7 +1,7 @@
 //! Limits on authentication emails: per address (so nobody is flooded) and per client passkey
 //! (so one client cannot burn the mail budget). GCRA limiters from `governor`.
 
-use crate::error::GatewayError;
+use super::HostedEmailError;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 use std::num::NonZeroU32;
@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Forget idle keys after this many checks, so the key maps stay bounded.
 const RETAIN_EVERY: u64 = 4096;
 
-pub struct SendLimits {
+pub(super) struct SendLimits {
     per_address: DefaultKeyedRateLimiter<String>,
     per_client: DefaultKeyedRateLimiter<String>,
     checks: AtomicU64,
@@ -23,7 +23,7 @@ impl std::fmt::Debug for SendLimits {
 }
 
 impl SendLimits {
-    pub fn new(per_address_per_hour: NonZeroU32, per_client_per_minute: NonZeroU32) -> Self {
+    pub(super) fn new(per_address_per_hour: NonZeroU32, per_client_per_minute: NonZeroU32) -> Self {
         SendLimits {
             per_address: DefaultKeyedRateLimiter::keyed(Quota::per_hour(per_address_per_hour)),
             per_client: DefaultKeyedRateLimiter::keyed(Quota::per_minute(per_client_per_minute)),
@@ -32,7 +32,7 @@ impl SendLimits {
     }
 
     /// Counts one email for `client` to `address`; 429-01 with Retry-After when over a limit.
-    pub fn admit(&self, client: &str, address: &str) -> Result<(), GatewayError> {
+    pub(super) fn admit(&self, client: &str, address: &str) -> Result<(), HostedEmailError> {
         if self.checks.fetch_add(1, Ordering::Relaxed) % RETAIN_EVERY == RETAIN_EVERY - 1 {
             self.per_address.retain_recent();
             self.per_client.retain_recent();
@@ -42,10 +42,10 @@ impl SendLimits {
     }
 }
 
-fn check(limiter: &DefaultKeyedRateLimiter<String>, key: String) -> Result<(), GatewayError> {
+fn check(limiter: &DefaultKeyedRateLimiter<String>, key: String) -> Result<(), HostedEmailError> {
     limiter.check_key(&key).map_err(|not_until| {
         let wait = not_until.wait_time_from(DefaultClock::default().now());
-        GatewayError::TooManyRequests {
+        HostedEmailError::RateLimited {
             retry_after_seconds: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
         }
     })
@@ -62,7 +62,7 @@ mod tests {
         assert!(limits.admit("c", "A@example.com").is_ok());
         // The third email to one address (any case) in the hour is refused for ~30 minutes.
         match limits.admit("c", "a@EXAMPLE.com") {
-            Err(GatewayError::TooManyRequests {
+            Err(HostedEmailError::RateLimited {
                 retry_after_seconds,
             }) => assert!(
                 (1..=1800).contains(&retry_after_seconds),
@@ -73,7 +73,7 @@ mod tests {
         // That refusal used the client's third email of the minute; the next is refused.
         assert!(matches!(
             limits.admit("c", "b@example.com"),
-            Err(GatewayError::TooManyRequests { .. })
+            Err(HostedEmailError::RateLimited { .. })
         ));
         assert!(limits.admit("other", "b@example.com").is_ok());
     }

@@ -5,7 +5,7 @@
 //! than P-256, P-384 and Ed25519, and any key whose `alg` is outside the provider's allow-list.
 
 use super::Jws;
-use super::verifier::{KeyMaterial, Verifiers};
+use super::signature::{KeyMaterial, Verifiers};
 use base64::Engine;
 use jsonwebtoken::Algorithm;
 use serde_json::Value;

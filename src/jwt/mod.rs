@@ -1,13 +1,20 @@
-//! JWT validation that closes jsonwebtoken's gaps: keyway parses the token itself (size,
-//! shape, duplicate keys, `crit`, `kid` type, `alg` allow-list, with jsonwebtoken's
-//! `Algorithm` names), verifies the signature with keys aws-lc-rs parsed once (`verifier`),
-//! and checks every claim with its own policy: `exp` required and numeric, `iss` exact,
-//! `aud` a string or array containing a configured audience, `nbf` and `iat` with leeway.
-//! `jku`, `x5u`, `x5c` and `jwk` headers are never looked at.
+//! JWTs in one place: parsing (this file), keys (`keys`, `signature`), each provider's JWK set
+//! (`jwks`), and the [`verifier::JwtVerifier`] that both the `jwt` authenticator and the
+//! exchange use.
+//!
+//! keyway closes jsonwebtoken's gaps: it parses the token itself (size, shape, duplicate keys,
+//! `crit`, `kid` type, `alg` allow-list, with jsonwebtoken's `Algorithm` names), verifies the
+//! signature with keys aws-lc-rs parsed once (`signature`), and checks every claim with its own
+//! policy: `exp` required and numeric, `iss` exact, `aud` a string or array containing a
+//! configured audience, `nbf` and `iat` with leeway. `jku`, `x5u`, `x5c` and `jwk` headers are
+//! never looked at.
 
+pub mod jwks;
 pub mod keys;
-pub mod strict_json;
-mod verifier;
+mod signature;
+pub mod verifier;
+
+use crate::http_policy::strict_json;
 
 use base64::Engine;
 use jsonwebtoken::Algorithm;

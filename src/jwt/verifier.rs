@@ -1,123 +1,200 @@
-//! Signature verification with keys parsed once, when a key set is loaded.
+//! [`JwtVerifier`]: is this token from one of the identity providers a scope admits?
 //!
-//! jsonwebtoken hands the key to its crypto backend (aws-lc-rs) on every call, and aws-lc then
-//! rebuilds the RSA key (its Montgomery context) per verification: a third of an RS256 check.
-//! keyway keeps aws-lc-rs `ParsedPublicKey`s (and HMAC keys) per key and algorithm instead. An
-//! algorithm the key material cannot serve (wrong type, wrong curve) fails to parse and is left
-//! out, which is also how a key's usable algorithms are decided.
+//! The provider is chosen by the token's `iss` among those the scope admits (its customers and
+//! providers); its keys verify the signature and its policy the claims. Verified tokens are
+//! cached under the SHA-256 of the token, never past `exp` (+ leeway) or `cache.ttl_seconds`.
+//! Used by the `jwt` authenticator and by the identity exchange.
 
-use aws_lc_rs::hmac;
-use aws_lc_rs::signature::{
-    self as lc, ParsedPublicKey, RsaParameters, RsaPublicKeyComponents, VerificationAlgorithm,
-};
+use super::jwks::ProviderKeys;
+use super::keys::KeyLookup;
+use super::{ClaimsPolicy, Denial, UnverifiedToken, parse};
+use crate::cache::CredentialCache;
+use crate::config::{CacheSettings, ProviderSettings};
+use crate::identity::{Principal, Tenant, TenantScope};
+use crate::metrics::{CacheSeries, Metrics};
+use crate::store::{SecretKey, now_ms};
 use jsonwebtoken::Algorithm;
+use std::sync::Arc;
+use std::time::Duration;
 
-/// Public or secret key bytes, as they come from a JWK, a PEM file or the config.
-pub enum KeyMaterial<'a> {
-    /// Big-endian modulus and exponent.
-    Rsa { n: &'a [u8], e: &'a [u8] },
-    /// An uncompressed point: `0x04 || x || y`.
-    EcPoint(Vec<u8>),
-    /// A raw Ed25519 public key.
-    Ed25519(&'a [u8]),
-    /// A DER SubjectPublicKeyInfo (from PEM).
-    Spki(&'a [u8]),
-    /// An HMAC secret.
-    Secret(&'a [u8]),
+const CACHE_NAME: &str = "jwt";
+
+/// One configured provider, ready to verify.
+pub struct JwtProvider {
+    /// Shared by every principal this provider vouches for.
+    tenant: Arc<Tenant>,
+    policy: ClaimsPolicy,
+    algorithms: Vec<Algorithm>,
+    max_token_bytes: usize,
+    keys: Arc<ProviderKeys>,
 }
 
-enum Verifier {
-    Public(ParsedPublicKey),
-    Hmac(Box<hmac::Key>),
+impl JwtProvider {
+    pub fn new(settings: &ProviderSettings, keys: Arc<ProviderKeys>) -> Self {
+        JwtProvider {
+            tenant: Arc::new(Tenant {
+                customer_id: settings.customer_id.clone(),
+                provider_id: settings.provider_id,
+            }),
+            policy: ClaimsPolicy {
+                issuer: settings.issuer.clone(),
+                audiences: settings.audiences.clone(),
+                leeway_seconds: settings.leeway_seconds,
+            },
+            algorithms: settings.algorithms.clone(),
+            max_token_bytes: settings.max_token_bytes,
+            keys,
+        }
+    }
 }
 
-/// A key's verifiers, one per algorithm it can serve.
-pub struct Verifiers {
-    by_algorithm: Vec<(Algorithm, Verifier)>,
+/// Why a token did not verify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JwtRefusal {
+    /// The token is not good (the reason is for the log only).
+    Invalid(Denial),
+    /// The provider's keys are unavailable: never "valid".
+    KeysUnavailable,
 }
 
-impl Verifiers {
-    /// Parses `material` once for each of `candidates` it can serve.
-    pub fn new(material: &KeyMaterial<'_>, candidates: &[Algorithm]) -> Self {
-        let by_algorithm = candidates
+pub struct JwtVerifier {
+    providers: Vec<JwtProvider>,
+    /// Every algorithm some provider allows, and the largest token any accepts.
+    algorithms: Vec<Algorithm>,
+    max_token_bytes: usize,
+    /// Verified principals until their token's `exp` (+ leeway), at most `cache.ttl_seconds`.
+    cache: CredentialCache<Principal>,
+    /// The top-level claims anything reads (identity headers, the exchange); a principal keeps
+    /// only these, which keeps cached principals small.
+    claims_in_use: Vec<String>,
+    cache_series: CacheSeries,
+}
+
+impl std::fmt::Debug for JwtVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtVerifier")
+            .field("providers", &self.providers.len())
+            .finish()
+    }
+}
+
+/// A verified principal and the Unix milliseconds until which it may be trusted.
+type Verified = (Principal, i64);
+
+impl JwtVerifier {
+    pub fn new(
+        providers: Vec<JwtProvider>,
+        claims_in_use: Vec<String>,
+        cache: &CacheSettings,
+        metrics: &Metrics,
+    ) -> Self {
+        let mut algorithms: Vec<Algorithm> = providers
             .iter()
-            .filter_map(|&algorithm| {
-                build(material, algorithm).map(|verifier| (algorithm, verifier))
-            })
+            .flat_map(|p| p.algorithms.iter().copied())
             .collect();
-        Verifiers { by_algorithm }
-    }
-
-    pub fn algorithms(&self) -> Vec<Algorithm> {
-        self.by_algorithm
-            .iter()
-            .map(|(algorithm, _)| *algorithm)
-            .collect()
-    }
-
-    pub fn verify(&self, algorithm: Algorithm, message: &[u8], signature: &[u8]) -> bool {
-        match self
-            .by_algorithm
-            .iter()
-            .find(|(candidate, _)| *candidate == algorithm)
-        {
-            Some((_, Verifier::Public(key))) => key.verify_sig(message, signature).is_ok(),
-            Some((_, Verifier::Hmac(key))) => hmac::verify(key, message, signature).is_ok(),
-            None => false,
+        algorithms.dedup();
+        JwtVerifier {
+            max_token_bytes: providers
+                .iter()
+                .map(|p| p.max_token_bytes)
+                .max()
+                .unwrap_or(0),
+            algorithms,
+            providers,
+            cache: CredentialCache::new(cache.capacity, cache.ttl),
+            claims_in_use,
+            cache_series: metrics.cache_series(CACHE_NAME),
         }
+    }
+
+    /// Verifies a token for a scope of admitted providers, using the cache.
+    pub async fn verify(&self, token: &str, scope: &TenantScope) -> Result<Principal, JwtRefusal> {
+        let key = SecretKey::of(token.as_bytes());
+        if let Some(principal) = self.cache.get(&key) {
+            let admitted = principal
+                .tenant
+                .as_ref()
+                .is_some_and(|tenant| scope.admits(&tenant.customer_id, tenant.provider_id));
+            if admitted {
+                self.cache_series.observe(true);
+                return Ok(principal);
+            }
+            // Verified for a provider this scope does not admit (providers may share an
+            // issuer): verify again, for this scope.
+        }
+        self.cache_series.observe(false);
+        let (principal, valid_until_ms) = self.verify_uncached(token, scope).await?;
+        let valid_for = u64::try_from(valid_until_ms - now_ms()).unwrap_or(0);
+        self.cache
+            .insert(key, principal.clone(), Duration::from_millis(valid_for));
+        Ok(principal)
+    }
+
+    async fn verify_uncached(
+        &self,
+        token: &str,
+        scope: &TenantScope,
+    ) -> Result<Verified, JwtRefusal> {
+        let unverified =
+            parse(token, self.max_token_bytes, &self.algorithms).map_err(JwtRefusal::Invalid)?;
+        let issuer = unverified.issuer().unwrap_or_default();
+        let candidates = self.providers.iter().filter(|provider| {
+            provider.policy.issuer == issuer
+                && scope.admits(&provider.tenant.customer_id, provider.tenant.provider_id)
+        });
+        let mut verdict = Err(JwtRefusal::Invalid(Denial::UnknownIssuer));
+        for provider in candidates {
+            verdict = verify_with(provider, token, &unverified, &self.claims_in_use).await;
+            if verdict.is_ok() {
+                break;
+            }
+        }
+        verdict
     }
 }
 
-fn build(material: &KeyMaterial<'_>, algorithm: Algorithm) -> Option<Verifier> {
-    let public = |bytes: &[u8]| {
-        ParsedPublicKey::new(public_algorithm(algorithm)?, bytes)
-            .ok()
-            .map(Verifier::Public)
+async fn verify_with(
+    provider: &JwtProvider,
+    token: &str,
+    unverified: &UnverifiedToken<'_>,
+    claims_in_use: &[String],
+) -> Result<Verified, JwtRefusal> {
+    let algorithm = unverified.jws.algorithm;
+    if token.len() > provider.max_token_bytes {
+        return Err(JwtRefusal::Invalid(Denial::TooLarge));
+    }
+    if !provider.algorithms.contains(&algorithm) {
+        return Err(JwtRefusal::Invalid(Denial::Algorithm));
+    }
+    let mut keys = provider.keys.current().ok_or(JwtRefusal::KeysUnavailable)?;
+    let kid = unverified.jws.kid.as_deref();
+    if matches!(keys.lookup(kid, algorithm), KeyLookup::UnknownKid)
+        && provider.keys.refetch_for_unknown_kid().await
+    {
+        keys = provider.keys.current().unwrap_or(keys);
+    }
+    let KeyLookup::Found(key) = keys.lookup(kid, algorithm) else {
+        return Err(JwtRefusal::Invalid(Denial::NoKey));
     };
-    match material {
-        KeyMaterial::Rsa { n, e } => {
-            let components = RsaPublicKeyComponents { n: *n, e: *e };
-            components
-                .to_parsed_public_key(rsa_parameters(algorithm)?)
-                .ok()
-                .map(Verifier::Public)
-        }
-        KeyMaterial::EcPoint(point) => public(point),
-        KeyMaterial::Ed25519(key) => public(key),
-        KeyMaterial::Spki(der) => public(der),
-        KeyMaterial::Secret(secret) => {
-            let key = hmac::Key::new(hmac_algorithm(algorithm)?, secret);
-            Some(Verifier::Hmac(Box::new(key)))
-        }
+    if !key.signed(&unverified.jws) {
+        return Err(JwtRefusal::Invalid(Denial::Signature));
     }
-}
-
-fn rsa_parameters(algorithm: Algorithm) -> Option<&'static RsaParameters> {
-    Some(match algorithm {
-        Algorithm::RS256 => &lc::RSA_PKCS1_2048_8192_SHA256,
-        Algorithm::RS384 => &lc::RSA_PKCS1_2048_8192_SHA384,
-        Algorithm::RS512 => &lc::RSA_PKCS1_2048_8192_SHA512,
-        Algorithm::PS256 => &lc::RSA_PSS_2048_8192_SHA256,
-        Algorithm::PS384 => &lc::RSA_PSS_2048_8192_SHA384,
-        Algorithm::PS512 => &lc::RSA_PSS_2048_8192_SHA512,
-        _ => return None,
-    })
-}
-
-fn public_algorithm(algorithm: Algorithm) -> Option<&'static dyn VerificationAlgorithm> {
-    Some(match algorithm {
-        Algorithm::ES256 => &lc::ECDSA_P256_SHA256_FIXED,
-        Algorithm::ES384 => &lc::ECDSA_P384_SHA384_FIXED,
-        Algorithm::EdDSA => &lc::ED25519,
-        other => rsa_parameters(other)?,
-    })
-}
-
-fn hmac_algorithm(algorithm: Algorithm) -> Option<hmac::Algorithm> {
-    Some(match algorithm {
-        Algorithm::HS256 => hmac::HMAC_SHA256,
-        Algorithm::HS384 => hmac::HMAC_SHA384,
-        Algorithm::HS512 => hmac::HMAC_SHA512,
-        _ => return None,
-    })
+    let exp = provider
+        .policy
+        .check(&unverified.claims, now_ms() / 1000)
+        .map_err(JwtRefusal::Invalid)?;
+    let claims = unverified
+        .claims
+        .iter()
+        .filter(|(name, _)| claims_in_use.contains(name))
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect();
+    let principal = Principal {
+        claims: Arc::new(claims),
+        tenant: Some(provider.tenant.clone()),
+    };
+    let valid_until_ms = exp
+        .saturating_add(provider.policy.leeway_seconds)
+        .saturating_mul(1000);
+    Ok((principal, valid_until_ms))
 }

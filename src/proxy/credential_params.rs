@@ -1,14 +1,15 @@
 //! Credentials carried as request parameters (the PKCE `codeVerifier` of `exchange` routes,
 //! the user token of `hosted_email` routes): read from the query or the body for the
-//! authenticators, and removed from what goes upstream.
+//! authenticators, and removed from what goes upstream, under the one parameter rule of
+//! `http_policy::params` (so whatever is read is also what is removed).
 //!
 //! A JSON or form body is read before authentication with Pingora's retry buffering on, so
 //! Pingora still forwards it; its size is capped by that buffer (64 KiB).
 
 use super::ctx::RequestCtx;
 use crate::error::GatewayError;
-use crate::headers::is_form_urlencoded;
-use crate::jwt::strict_json;
+use crate::http_policy::params::{self, is_named};
+use crate::http_policy::{is_form_urlencoded, strict_json};
 use bytes::Bytes;
 use http::{Uri, header};
 use pingora::http::RequestHeader;
@@ -18,34 +19,40 @@ use serde_json::{Map, Value};
 /// Pingora's retry buffer: the largest body that can be read first and still forwarded.
 const MAX_CREDENTIAL_BODY: u64 = 64 * 1024;
 
-/// A body read for its credential fields.
-pub struct CredentialBody {
-    /// JSON members, or form fields as strings (a repeated form field keeps its last value).
-    pub fields: Map<String, Value>,
+/// A body read for its credential parameters.
+pub(super) struct CredentialBody {
+    /// Form fields, or the JSON object's top-level string members: what authenticators read.
+    pub(super) parameters: Vec<(String, String)>,
     raw: Bytes,
-    form: bool,
+    /// The JSON object, for a JSON body (`None`: a form body).
+    json: Option<Map<String, Value>>,
 }
 
 /// Its fields are credentials: `Debug` shows the field names only.
 impl std::fmt::Debug for CredentialBody {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self
+            .parameters
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .collect();
         f.debug_struct("CredentialBody")
-            .field("fields", &self.fields.keys().collect::<Vec<_>>())
-            .field("form", &self.form)
+            .field("parameters", &names)
+            .field("form", &self.json.is_none())
             .finish_non_exhaustive()
     }
 }
 
 /// How the upstream request differs from the client's.
 #[derive(Debug, Default)]
-pub struct ForwardRewrite {
+pub(super) struct ForwardRewrite {
     path_and_query: Option<Uri>,
     body: Option<Bytes>,
 }
 
 /// The JSON or form body of a request on a route whose credentials may be parameters. It is
 /// read even when the query carries them, so that a copy in the body is removed too.
-pub async fn read_body(
+pub(super) async fn read_body(
     session: &mut Session,
     limit: u64,
 ) -> Result<Option<CredentialBody>, GatewayError> {
@@ -56,34 +63,37 @@ pub async fn read_body(
     let limit = limit.min(MAX_CREDENTIAL_BODY);
     session.as_mut().enable_retry_buffering();
     let raw = super::endpoint::read_body(session, limit).await?;
-    let fields = if form {
-        Some(
-            url::form_urlencoded::parse(&raw)
-                .map(|(name, value)| (name.into_owned(), Value::String(value.into_owned())))
+    if form {
+        let parameters = params::pairs(&raw);
+        return Ok(Some(CredentialBody {
+            parameters,
+            raw,
+            json: None,
+        }));
+    }
+    Ok(
+        strict_json::parse_object(&raw).map(|object| CredentialBody {
+            parameters: object
+                .iter()
+                .filter_map(|(name, value)| Some((name.clone(), value.as_str()?.to_owned())))
                 .collect(),
-        )
-    } else {
-        strict_json::parse_object(&raw)
-    };
-    Ok(fields.map(|fields| CredentialBody { fields, raw, form }))
+            raw,
+            json: Some(object),
+        }),
+    )
 }
 
-/// The request without the parameters named in `secrets` (query and body; names compared
-/// without regard to case).
-pub fn without_secrets(
+/// The request without the parameters named in `secrets`, in its query and its body.
+pub(super) fn without_secrets(
     request: &RequestHeader,
     body: Option<&CredentialBody>,
     secrets: &[&str],
 ) -> ForwardRewrite {
-    let is_secret = |name: &str| {
-        secrets
-            .iter()
-            .any(|secret| secret.eq_ignore_ascii_case(name))
-    };
+    let is_secret = |name: &str| secrets.iter().any(|secret| is_named(name, secret));
     let path_and_query = request
         .uri
         .query()
-        .and_then(|query| without_form_fields(query.as_bytes(), &is_secret))
+        .and_then(|query| params::without(query.as_bytes(), secrets))
         .and_then(|kept| {
             let path = request.uri.path();
             let rebuilt = if kept.is_empty() {
@@ -93,18 +103,16 @@ pub fn without_secrets(
             };
             rebuilt.parse().ok()
         });
-    let body = body.and_then(|body| {
-        if body.form {
-            without_form_fields(&body.raw, &is_secret).map(Bytes::from)
-        } else if body.fields.keys().any(|name| is_secret(name)) {
-            let mut kept = body.fields.clone();
+    let body = body.and_then(|body| match &body.json {
+        None => params::without(&body.raw, secrets).map(Bytes::from),
+        Some(object) if object.keys().any(|name| is_secret(name)) => {
+            let mut kept = object.clone();
             kept.retain(|name, _| !is_secret(name));
             Some(Bytes::from(
                 serde_json::to_vec(&kept).expect("a JSON object serialises"),
             ))
-        } else {
-            None
         }
+        Some(_) => None,
     });
     ForwardRewrite {
         path_and_query,
@@ -112,25 +120,8 @@ pub fn without_secrets(
     }
 }
 
-/// `a=1&b=2` without the fields `is_secret` names (decoded), the others kept byte for byte;
-/// `None` when there was nothing to remove.
-fn without_form_fields(encoded: &[u8], is_secret: &impl Fn(&str) -> bool) -> Option<String> {
-    let text = std::str::from_utf8(encoded).ok()?;
-    let secret_pair = |pair: &&str| {
-        let name = pair.split('=').next().unwrap_or("");
-        url::form_urlencoded::parse(name.as_bytes())
-            .next()
-            .is_some_and(|(decoded, _)| is_secret(&decoded))
-    };
-    if !text.split('&').any(|pair| secret_pair(&pair)) {
-        return None;
-    }
-    let kept: Vec<&str> = text.split('&').filter(|pair| !secret_pair(pair)).collect();
-    Some(kept.join("&"))
-}
-
 /// `upstream_request_filter`: the rewritten target and body length.
-pub fn apply_to_head(
+pub(super) fn apply_to_head(
     rewrite: &ForwardRewrite,
     upstream: &mut RequestHeader,
 ) -> pingora::Result<()> {
@@ -145,7 +136,7 @@ pub fn apply_to_head(
 }
 
 /// `request_body_filter`: the original body is swallowed and the rewritten one sent at its end.
-pub fn apply_to_body(ctx: &mut RequestCtx, body: &mut Option<Bytes>, end_of_stream: bool) {
+pub(super) fn apply_to_body(ctx: &mut RequestCtx, body: &mut Option<Bytes>, end_of_stream: bool) {
     if let Some(rewritten) = &ctx.rewrite.body {
         *body = end_of_stream.then(|| rewritten.clone());
     }
@@ -156,10 +147,11 @@ mod tests {
     use super::*;
 
     fn json_body(text: &str) -> CredentialBody {
+        let object = strict_json::parse_object(text.as_bytes()).unwrap();
         CredentialBody {
-            fields: serde_json::from_str(text).unwrap(),
+            parameters: Vec::new(),
             raw: Bytes::copy_from_slice(text.as_bytes()),
-            form: false,
+            json: Some(object),
         }
     }
 
@@ -171,7 +163,7 @@ mod tests {
             None,
         )
         .unwrap();
-        let body = json_body(r#"{"userInfoId":"usr_a","codeVerifier":"secret","n":2}"#);
+        let body = json_body(r#"{"userInfoId":"usr_a","codeverifier":"secret","n":2}"#);
         let rewrite = without_secrets(&request, Some(&body), &["codeVerifier"]);
         assert_eq!(
             rewrite.path_and_query.unwrap(),
@@ -192,9 +184,9 @@ mod tests {
     fn a_form_field_is_removed_in_any_spelling_and_the_rest_kept_byte_for_byte() {
         let raw = "rating=5&%75ser=tok&ReviewText=a%20b+c&USER=tok2&passkey=p";
         let body = CredentialBody {
-            fields: Map::new(),
+            parameters: params::pairs(raw.as_bytes()),
             raw: Bytes::from_static(raw.as_bytes()),
-            form: true,
+            json: None,
         };
         let request = RequestHeader::build("POST", b"/submit?user=tok&only=1", None).unwrap();
         let rewrite = without_secrets(&request, Some(&body), &["user"]);
@@ -203,5 +195,8 @@ mod tests {
             rewrite.body.unwrap(),
             "rating=5&ReviewText=a%20b+c&passkey=p"
         );
+        // What was removed is exactly what a reader finds under the same name.
+        let read = params::Parameters::new(Some("user=tok&only=1"), &body.parameters).all("user");
+        assert_eq!(read, ["tok", "tok", "tok2"]);
     }
 }

@@ -1,19 +1,22 @@
 //! `RequestCtx`: what one request carries from hook to hook.
 
-use crate::auth::Principal;
+use super::Runtime;
+use super::credential_params::ForwardRewrite;
+use super::upstream_errors::ErrorBodyRewrite;
 use crate::error::GatewayError;
+use crate::headers::new_request_id;
+use crate::identity::Principal;
 use crate::lifecycle::InFlightGuard;
-use crate::proxy::credential_params::ForwardRewrite;
-use crate::proxy::upstream_errors::ErrorBodyRewrite;
 use crate::routing::{Route, RouteTarget};
 use crate::upstream::Upstream;
 use http::HeaderValue;
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use uuid::Uuid;
 
 pub struct RequestCtx {
+    /// The runtime this request started with; it finishes on it, whatever is swapped in.
+    pub runtime: Arc<Runtime>,
     /// The request id as sent in `X-Request-Id` and every envelope.
     pub request_id: HeaderValue,
     pub started: Instant,
@@ -30,18 +33,17 @@ pub struct RequestCtx {
     pub upstream_started: Option<Instant>,
     pub upstream_elapsed: Option<Duration>,
     /// Set when an upstream error response is being buffered to be normalised.
-    pub error_body: Option<ErrorBodyRewrite>,
+    pub(super) error_body: Option<ErrorBodyRewrite>,
     /// Changes to the upstream request (e.g. the PKCE verifier removed).
-    pub rewrite: ForwardRewrite,
+    pub(super) rewrite: ForwardRewrite,
     _in_flight: InFlightGuard,
 }
 
 impl RequestCtx {
-    pub fn new(in_flight: InFlightGuard) -> Self {
-        let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
-        let request_id = Uuid::new_v4().hyphenated().encode_lower(&mut text);
+    pub fn new(runtime: Arc<Runtime>, in_flight: InFlightGuard) -> Self {
         RequestCtx {
-            request_id: HeaderValue::from_str(request_id).expect("a UUID is a valid header value"),
+            runtime,
+            request_id: new_request_id(),
             started: Instant::now(),
             route: None,
             principal: None,

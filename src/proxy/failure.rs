@@ -9,7 +9,7 @@ use pingora::{Error, ErrorType};
 use tracing::debug;
 
 /// Records a keyway decision that must abort proxying, and the Pingora error that carries it.
-pub fn expected(ctx: &mut RequestCtx, error: GatewayError) -> Box<Error> {
+pub(super) fn expected(ctx: &mut RequestCtx, error: GatewayError) -> Box<Error> {
     let status = error.status().as_u16();
     ctx.failure = Some(error);
     ctx.expected_failure = true;
@@ -17,7 +17,11 @@ pub fn expected(ctx: &mut RequestCtx, error: GatewayError) -> Box<Error> {
 }
 
 /// Answers a failed request with its envelope, unless a response is already under way.
-pub async fn answer(session: &mut Session, error: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+pub(super) async fn answer(
+    session: &mut Session,
+    error: &Error,
+    ctx: &mut RequestCtx,
+) -> FailToProxy {
     let decided = ctx
         .failure
         .take()

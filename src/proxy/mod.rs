@@ -1,23 +1,22 @@
 //! The Pingora `ProxyHttp` implementation: hooks in phase order, each a few lines that call
-//! the module that owns the decision.
+//! the module that owns the decision. Every request reads the [`Runtime`] it started with.
 
+mod access_log;
 mod credential_params;
 mod ctx;
 mod endpoint;
 mod failure;
 mod request;
 mod respond;
-pub mod upstream_errors;
+mod upstream_errors;
 
 pub use ctx::RequestCtx;
-pub use respond::envelope_response;
+pub use respond::OwnResponse;
 
-use crate::auth::Authenticators;
-use crate::endpoints::Endpoints;
 use crate::lifecycle::Lifecycle;
-use crate::logging::AccessLog;
 use crate::metrics::Metrics;
 use crate::routing::{RouteTable, RouteTarget};
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -27,49 +26,31 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use upstream_errors::HeadDecision;
 
-/// The proxy service's shared state, built once from the config.
+/// Everything the request path reads, built in one step from the settings (`build`) and
+/// never changed: a new configuration means a new `Runtime`, swapped in whole.
+#[derive(Debug)]
+pub struct Runtime {
+    /// Every route, each holding its resolved upstream or endpoint, authenticators and header
+    /// policy.
+    pub routes: RouteTable,
+    /// Whether each request writes an access-log line.
+    pub access_log: bool,
+}
+
+/// The proxy service: the current runtime behind one pointer, and the process-wide parts.
 pub struct Gateway {
-    routes: RouteTable,
-    authenticators: Authenticators,
-    endpoints: Endpoints,
+    runtime: ArcSwap<Runtime>,
     metrics: Arc<Metrics>,
     lifecycle: Arc<Lifecycle>,
-    access_log: AccessLog,
 }
 
 impl Gateway {
-    pub fn new(
-        routes: RouteTable,
-        endpoints: Endpoints,
-        authenticators: Authenticators,
-        metrics: Arc<Metrics>,
-        lifecycle: Arc<Lifecycle>,
-        access_log: AccessLog,
-    ) -> Self {
+    pub fn new(runtime: Runtime, metrics: Arc<Metrics>, lifecycle: Arc<Lifecycle>) -> Self {
         Gateway {
-            routes,
-            authenticators,
-            endpoints,
+            runtime: ArcSwap::from_pointee(runtime),
             metrics,
             lifecycle,
-            access_log,
         }
-    }
-
-    pub fn authenticators(&self) -> &Authenticators {
-        &self.authenticators
-    }
-
-    pub fn endpoints(&self) -> &Endpoints {
-        &self.endpoints
-    }
-
-    pub fn routes(&self) -> &RouteTable {
-        &self.routes
-    }
-
-    pub fn metrics(&self) -> &Metrics {
-        &self.metrics
     }
 }
 
@@ -78,19 +59,20 @@ impl ProxyHttp for Gateway {
     type CTX = RequestCtx;
 
     fn new_ctx(&self) -> RequestCtx {
-        RequestCtx::new(self.lifecycle.enter())
+        RequestCtx::new(self.runtime.load_full(), self.lifecycle.enter())
     }
 
     /// Expected denials are answered here (`Ok(true)`), keeping the client connection usable.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        let admitted = request::admit(self, session, ctx).await;
-        let endpoint = ctx.route.as_ref().and_then(|route| match route.target {
-            RouteTarget::Endpoint(kind) => Some(kind),
+        let admitted = request::admit(session, ctx).await;
+        let route = ctx.route.clone();
+        let endpoint = route.as_deref().and_then(|route| match &route.target {
+            RouteTarget::Endpoint(endpoint) => Some(endpoint),
             RouteTarget::Upstream(_) => None,
         });
         let answered = match (admitted, endpoint) {
             (Ok(()), None) => return Ok(false),
-            (Ok(()), Some(kind)) => endpoint::serve(self, session, ctx, kind).await,
+            (Ok(()), Some(endpoint)) => endpoint::serve(session, ctx, endpoint).await,
             (Err(error), _) => Err(error),
         };
         if let Err(error) = answered {
@@ -203,7 +185,7 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, _error: Option<&Error>, ctx: &mut RequestCtx) {
-        self.access_log.record(session, ctx, &self.metrics);
+        access_log::record(session, ctx, &self.metrics);
     }
 
     fn suppress_error_log(&self, _session: &Session, ctx: &RequestCtx, _error: &Error) -> bool {

@@ -1,11 +1,12 @@
 //! `request_filter`: target check, route match, declared body size, authentication.
 
-use super::Gateway;
 use super::credential_params;
 use super::ctx::RequestCtx;
-use crate::auth::{AuthRequest, authenticate_any};
+use crate::auth::AuthRequest;
 use crate::error::GatewayError;
-use crate::routing::{Route, RouteMatch, check_request_target};
+use crate::http_policy::check_request_target;
+use crate::http_policy::params::Parameters;
+use crate::routing::{Route, RouteMatch};
 use http::header;
 use pingora::http::RequestHeader;
 use pingora::proxy::Session;
@@ -13,12 +14,8 @@ use std::sync::Arc;
 use tracing::debug;
 
 /// Decides whether a request may go upstream; on `Ok` the route and principal are in `ctx`.
-pub async fn admit(
-    gateway: &Gateway,
-    session: &mut Session,
-    ctx: &mut RequestCtx,
-) -> Result<(), GatewayError> {
-    let route = match_route(gateway, session.req_header(), ctx)?;
+pub(super) async fn admit(session: &mut Session, ctx: &mut RequestCtx) -> Result<(), GatewayError> {
+    let route = match_route(session.req_header(), ctx)?;
     ctx.route = Some(route.clone());
     check_declared_length(session.req_header(), route.max_body_bytes)?;
     let secrets = &route.secret_parameters;
@@ -28,19 +25,13 @@ pub async fn admit(
         credential_params::read_body(session, route.max_body_bytes).await?
     };
     let request = session.req_header();
+    let body_parameters = body.as_ref().map_or(&[][..], |body| &body.parameters);
     let auth_request = AuthRequest {
-        method: &request.method,
-        uri: &request.uri,
         headers: &request.headers,
-        client_ip: client_ip(session),
         tenants: &route.tenants,
-        body: body.as_ref().map(|body| &body.fields),
+        parameters: Parameters::new(request.uri.query(), body_parameters),
     };
-    let principal = authenticate_any(
-        gateway.authenticators().for_route(&route.auth),
-        &auth_request,
-    )
-    .await?;
+    let principal = route.auth.authenticate(&auth_request).await?;
     ctx.principal = Some(principal);
     if !secrets.is_empty() {
         ctx.rewrite = credential_params::without_secrets(request, body.as_ref(), secrets);
@@ -49,7 +40,7 @@ pub async fn admit(
 }
 
 /// The client's IP address, when it connected over TCP.
-pub fn client_ip(session: &Session) -> Option<std::net::IpAddr> {
+pub(super) fn client_ip(session: &Session) -> Option<std::net::IpAddr> {
     session
         .client_addr()
         .and_then(|addr| addr.as_inet())
@@ -57,11 +48,7 @@ pub fn client_ip(session: &Session) -> Option<std::net::IpAddr> {
 }
 
 /// The route for a request whose target passes the path policy.
-fn match_route(
-    gateway: &Gateway,
-    request: &RequestHeader,
-    ctx: &RequestCtx,
-) -> Result<Arc<Route>, GatewayError> {
+fn match_route(request: &RequestHeader, ctx: &RequestCtx) -> Result<Arc<Route>, GatewayError> {
     let path = check_request_target(request.raw_path()).map_err(|rejection| {
         debug!(
             request_id = ctx.request_id(),
@@ -71,7 +58,7 @@ fn match_route(
         GatewayError::BadRequest
     })?;
     let host = request_host(request)?;
-    match gateway.routes().lookup(host, path, &request.method) {
+    match ctx.runtime.routes.lookup(host, path, &request.method) {
         RouteMatch::Found(route) => Ok(route.clone()),
         RouteMatch::MethodNotAllowed { allow } => Err(GatewayError::MethodNotAllowed {
             allow: allow.clone(),
@@ -119,7 +106,10 @@ fn check_declared_length(request: &RequestHeader, limit: u64) -> Result<(), Gate
 }
 
 /// `request_body_filter`: counts streamed body bytes against the route's limit.
-pub fn count_body(ctx: &mut RequestCtx, chunk: Option<&bytes::Bytes>) -> Result<(), GatewayError> {
+pub(super) fn count_body(
+    ctx: &mut RequestCtx,
+    chunk: Option<&bytes::Bytes>,
+) -> Result<(), GatewayError> {
     ctx.body_bytes += chunk.map_or(0, |chunk| chunk.len() as u64);
     let limit = ctx
         .route

@@ -1,8 +1,12 @@
-//! Writing keyway's own answers (envelopes) to the client.
+//! The one writer of every response keyway sends itself: error envelopes, the built-in
+//! endpoints' answers and the admin listener's pages all get their head here (status,
+//! `Content-Type`, `Content-Length`, `Cache-Control: no-store`, `X-Request-Id`).
 
 use super::ctx::RequestCtx;
 use crate::error::{GatewayError, render_envelope};
 use crate::headers::REQUEST_ID;
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, StatusCode, header};
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use std::time::Duration;
@@ -12,50 +16,113 @@ const DISCARD_LIMIT: usize = 256 * 1024;
 /// How long it waits for that body.
 const DISCARD_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// The envelope response head and body for `error`.
-pub fn envelope_response(request_id: &str, error: &GatewayError) -> (ResponseHeader, bytes::Bytes) {
-    let body = render_envelope(request_id, error);
-    let mut header = ResponseHeader::build(error.status(), Some(5)).expect("a valid status");
-    let mut set = |name: http::HeaderName, value: http::HeaderValue| {
-        header.insert_header(name, value).expect("valid header");
-    };
-    set(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    set(
-        http::header::CONTENT_LENGTH,
-        http::HeaderValue::from(body.len()),
-    );
-    set(
-        http::header::CACHE_CONTROL,
-        http::HeaderValue::from_static("no-store"),
-    );
-    set(
-        REQUEST_ID,
-        http::HeaderValue::from_str(request_id).expect("request ids are header-safe"),
-    );
-    if let Some((name, value)) = error.extra_headers() {
-        set(name, value);
+const JSON: &str = "application/json";
+
+/// A response keyway writes itself.
+#[derive(Debug)]
+pub struct OwnResponse {
+    status: StatusCode,
+    /// `None` for an empty body.
+    content_type: Option<&'static str>,
+    body: Bytes,
+    extra: Option<(HeaderName, HeaderValue)>,
+}
+
+impl OwnResponse {
+    /// A body of `content_type`.
+    pub fn new(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Self {
+        OwnResponse {
+            status,
+            content_type: Some(content_type),
+            body: body.into(),
+            extra: None,
+        }
     }
-    (header, body)
+
+    /// A JSON answer, or an empty one.
+    pub fn json(status: StatusCode, body: Option<&serde_json::Value>) -> Self {
+        match body {
+            Some(json) => {
+                let body = serde_json::to_vec(json).expect("JSON values serialise");
+                OwnResponse::new(status, JSON, body)
+            }
+            None => OwnResponse {
+                status,
+                content_type: None,
+                body: Bytes::new(),
+                extra: None,
+            },
+        }
+    }
+
+    /// The envelope for `error`, with the headers the error carries (`Allow`, `Retry-After`).
+    pub fn error(request_id: &HeaderValue, error: &GatewayError) -> Self {
+        let text = request_id
+            .to_str()
+            .expect("request ids are header-safe text");
+        OwnResponse {
+            extra: error.extra_headers(),
+            ..OwnResponse::new(error.status(), JSON, render_envelope(text, error))
+        }
+    }
+
+    /// The response head.
+    pub fn head(&self, request_id: &HeaderValue) -> ResponseHeader {
+        let mut head = ResponseHeader::build(self.status, Some(5)).expect("a valid status");
+        let mut set = |name: HeaderName, value: HeaderValue| {
+            head.insert_header(name, value)
+                .expect("a valid HeaderName and HeaderValue always insert");
+        };
+        if let Some(content_type) = self.content_type {
+            set(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        }
+        set(header::CONTENT_LENGTH, HeaderValue::from(self.body.len()));
+        set(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        set(REQUEST_ID, request_id.clone());
+        if let Some((name, value)) = &self.extra {
+            set(name.clone(), value.clone());
+        }
+        head
+    }
+
+    /// As a plain `http` response (for Pingora's `ServeHttp` apps: the admin listener).
+    pub fn into_http(self, request_id: &HeaderValue) -> http::Response<Vec<u8>> {
+        let head = self.head(request_id);
+        let mut response = http::Response::new(self.body.to_vec());
+        *response.status_mut() = head.status;
+        *response.headers_mut() = head.headers.clone();
+        response
+    }
+
+    /// Writes the whole response to the client.
+    pub(super) async fn send(
+        self,
+        session: &mut Session,
+        request_id: &HeaderValue,
+    ) -> pingora::Result<()> {
+        let head = self.head(request_id);
+        let empty = self.body.is_empty();
+        session.write_response_header(Box::new(head), empty).await?;
+        if !empty {
+            session.write_response_body(Some(self.body), true).await?;
+        }
+        Ok(())
+    }
 }
 
 /// Answers the client with the envelope for `error`, and records its code on the request.
-pub async fn send_error(
+pub(super) async fn send_error(
     session: &mut Session,
     ctx: &mut RequestCtx,
     error: GatewayError,
 ) -> pingora::Result<()> {
-    let (header, body) = envelope_response(ctx.request_id(), &error);
     ctx.code = Some(error.code());
     if !discard_request_body(session).await {
         session.set_keepalive(None);
     }
-    session
-        .write_response_header(Box::new(header), false)
-        .await?;
-    session.write_response_body(Some(body), true).await
+    OwnResponse::error(&ctx.request_id, &error)
+        .send(session, &ctx.request_id)
+        .await
 }
 
 /// Reads and drops a small unread request body before an early answer, so the connection can
@@ -69,9 +136,9 @@ async fn discard_request_body(session: &mut Session) -> bool {
     let request = session.req_header();
     let declared = request
         .headers
-        .get(http::header::CONTENT_LENGTH)
+        .get(header::CONTENT_LENGTH)
         .and_then(|length| length.to_str().ok()?.parse::<usize>().ok());
-    let expects_continue = request.headers.contains_key(http::header::EXPECT);
+    let expects_continue = request.headers.contains_key(header::EXPECT);
     if expects_continue || declared.is_some_and(|length| length > DISCARD_LIMIT) {
         return false;
     }
@@ -87,4 +154,34 @@ async fn discard_request_body(session: &mut Session) -> bool {
     })
     .await;
     matches!(drained, Ok(true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_own_response_has_the_same_head() {
+        let request_id = HeaderValue::from_static("rid-1");
+        let allow = HeaderValue::from_static("GET, HEAD");
+        let error = GatewayError::MethodNotAllowed { allow };
+        let envelope = OwnResponse::error(&request_id, &error).into_http(&request_id);
+        assert_eq!(envelope.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(envelope.headers()[header::ALLOW], "GET, HEAD");
+        let page = OwnResponse::new(StatusCode::OK, "text/plain", "ok").into_http(&request_id);
+        let empty = OwnResponse::json(StatusCode::OK, None).into_http(&request_id);
+        for response in [&envelope, &page, &empty] {
+            let headers = response.headers();
+            assert_eq!(headers[REQUEST_ID], "rid-1");
+            assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+            assert_eq!(
+                headers[header::CONTENT_LENGTH],
+                response.body().len().to_string().as_str()
+            );
+        }
+        assert_eq!(envelope.headers()[header::CONTENT_TYPE], JSON);
+        assert!(empty.headers().get(header::CONTENT_TYPE).is_none());
+        let value: serde_json::Value = serde_json::from_slice(envelope.body()).unwrap();
+        assert_eq!(value["error"]["requestId"], "rid-1");
+    }
 }

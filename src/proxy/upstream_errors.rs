@@ -11,14 +11,14 @@ use http::{Method, StatusCode, header};
 use pingora::http::ResponseHeader;
 use std::borrow::Cow;
 
-pub const MAX_INSPECTED_BYTES: usize = 64 * 1024;
+pub(super) const MAX_INSPECTED_BYTES: usize = 64 * 1024;
 
 /// The `code` label of an upstream envelope that passed through unchanged.
-pub const UPSTREAM_ENVELOPE_CODE: &str = "upstream";
+pub(super) const UPSTREAM_ENVELOPE_CODE: &str = "upstream";
 
 /// What to do with an upstream response, decided on its head.
 #[derive(Debug)]
-pub enum HeadDecision {
+pub(super) enum HeadDecision {
     /// Not an error (or a HEAD response): forward as is.
     PassThrough,
     /// An error with a body: buffer it and decide at the end.
@@ -29,7 +29,7 @@ pub enum HeadDecision {
 
 /// Inspects an upstream response head; for `Buffer` the head is already adjusted
 /// (length and encoding removed, JSON content type) for the body that will follow.
-pub fn on_upstream_head(method: &Method, response: &mut ResponseHeader) -> HeadDecision {
+pub(super) fn on_upstream_head(method: &Method, response: &mut ResponseHeader) -> HeadDecision {
     let status = response.status;
     if status.as_u16() < 400 || method == Method::HEAD {
         return HeadDecision::PassThrough;
@@ -60,7 +60,7 @@ pub fn on_upstream_head(method: &Method, response: &mut ResponseHeader) -> HeadD
 
 /// The buffered body of one upstream error response.
 #[derive(Debug)]
-pub struct ErrorBodyRewrite {
+pub(super) struct ErrorBodyRewrite {
     status: StatusCode,
     buffer: BytesMut,
     overflowed: bool,
@@ -68,7 +68,7 @@ pub struct ErrorBodyRewrite {
 
 impl ErrorBodyRewrite {
     /// Swallows body chunks; on the last one emits the final body and returns its code label.
-    pub fn filter(
+    pub(super) fn filter(
         &mut self,
         body: &mut Option<Bytes>,
         end_of_stream: bool,

@@ -10,8 +10,10 @@ mod sqlite;
 pub use purge::PurgeService;
 pub use sqlite::SqliteStore;
 
+use crate::metrics::Metrics;
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// What a record is; each namespace is its own key space.
@@ -67,13 +69,7 @@ pub struct Record {
     pub expires_at_ms: Option<i64>,
 }
 
-impl Record {
-    pub fn is_expired(&self, now_ms: i64) -> bool {
-        self.expires_at_ms.is_some_and(|expiry| expiry <= now_ms)
-    }
-}
-
-/// A store failure. Its text is for the log only; clients see 503-01.
+/// A store failure. Its text is for the log only (see [`MeteredStore`]); clients see 503-01.
 #[derive(Debug)]
 pub struct StoreError(pub String);
 
@@ -84,14 +80,6 @@ impl std::fmt::Display for StoreError {
 }
 
 impl std::error::Error for StoreError {}
-
-/// A store failure reaches clients as 503-01 (never as "valid"); the cause goes to the log.
-impl From<StoreError> for crate::error::GatewayError {
-    fn from(error: StoreError) -> Self {
-        tracing::warn!(%error, "store unavailable");
-        crate::error::GatewayError::ServiceUnavailable
-    }
-}
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
@@ -144,33 +132,39 @@ pub fn now_ms() -> i64 {
         .map_or(0, |elapsed| elapsed.as_millis() as i64)
 }
 
-/// A store that counts its calls in `keyway_store_operations_total{op}`.
+/// A store that counts its calls in `keyway_store_operations_total{op}` and logs each failure
+/// once, here: callers only map it to 503-01.
 pub struct MeteredStore {
     inner: Box<dyn Store>,
-    metrics: std::sync::Arc<crate::metrics::Metrics>,
+    metrics: Arc<Metrics>,
 }
 
 impl MeteredStore {
-    pub fn new(inner: Box<dyn Store>, metrics: std::sync::Arc<crate::metrics::Metrics>) -> Self {
+    pub fn new(inner: Box<dyn Store>, metrics: Arc<Metrics>) -> Self {
         MeteredStore { inner, metrics }
+    }
+
+    fn observe<T>(&self, op: &'static str, result: StoreResult<T>) -> StoreResult<T> {
+        self.metrics.observe_store(op);
+        if let Err(error) = &result {
+            tracing::warn!(op, %error, "store unavailable");
+        }
+        result
     }
 }
 
 #[async_trait]
 impl Store for MeteredStore {
     async fn put(&self, namespace: Namespace, key: &SecretKey, record: &Record) -> StoreResult<()> {
-        self.metrics.observe_store("put");
-        self.inner.put(namespace, key, record).await
+        self.observe("put", self.inner.put(namespace, key, record).await)
     }
 
     async fn get(&self, namespace: Namespace, key: &SecretKey) -> StoreResult<Option<Record>> {
-        self.metrics.observe_store("get");
-        self.inner.get(namespace, key).await
+        self.observe("get", self.inner.get(namespace, key).await)
     }
 
     async fn remove(&self, namespace: Namespace, key: &SecretKey) -> StoreResult<bool> {
-        self.metrics.observe_store("remove");
-        self.inner.remove(namespace, key).await
+        self.observe("remove", self.inner.remove(namespace, key).await)
     }
 
     async fn set_expiry(
@@ -179,12 +173,11 @@ impl Store for MeteredStore {
         key: &SecretKey,
         expires_at_ms: Option<i64>,
     ) -> StoreResult<bool> {
-        self.metrics.observe_store("set_expiry");
-        self.inner.set_expiry(namespace, key, expires_at_ms).await
+        let result = self.inner.set_expiry(namespace, key, expires_at_ms).await;
+        self.observe("set_expiry", result)
     }
 
     async fn purge_expired(&self, now_ms: i64) -> StoreResult<u64> {
-        self.metrics.observe_store("purge_expired");
-        self.inner.purge_expired(now_ms).await
+        self.observe("purge_expired", self.inner.purge_expired(now_ms).await)
     }
 }

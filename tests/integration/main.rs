@@ -1,5 +1,8 @@
 //! keyway's integration tests: the real binary on loopback port 0, real upstream HTTP servers.
 
+// A test crate has no public API: `pub` in its modules only means "shared between tests".
+#![allow(unreachable_pub)]
+
 mod support;
 
 mod check_config;

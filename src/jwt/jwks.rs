@@ -6,8 +6,8 @@
 //! invalid JSON, an empty or oversized set) keeps the last good keys, for at most `max_stale`.
 //! Only the configured URL is ever fetched: token headers (`jku`, `x5u`, …) are never used.
 
+use super::keys::KeySet;
 use crate::config::identity::{JwksTiming, KeySource, ProviderSettings};
-use crate::jwt::keys::KeySet;
 use crate::lifecycle::ReadinessCheck;
 use crate::metrics::Metrics;
 use async_trait::async_trait;
