@@ -107,3 +107,62 @@ credentials = "asapp"
         "{stderr}"
     );
 }
+
+#[test]
+fn a_type_error_an_unknown_key_and_an_unknown_upstream_are_reported_together() {
+    let routes = r#"
+[[routes]]
+name = "a"
+path_prefix = "/a/"
+upstream = "backend"
+auth = ["none"]
+
+[[routes]]
+name = "b"
+path_prefix = 17
+upstream = "backend"
+auth = ["none"]
+retries = 3
+
+[[routes]]
+name = "c"
+path_prefix = "/c/"
+upstream = "chats"
+auth = ["none", "basic"]
+"#;
+    let config = crate::support::config(crate::support::closed_port(), routes);
+    let (ok, _, stderr) = check(&config, &[]);
+    assert!(!ok, "a bad config must fail");
+    for expected in [
+        "routes[1].path_prefix: invalid type: integer `17`, expected a string",
+        "routes[1].retries: unknown key",
+        r#"routes[2].upstream: unknown upstream "chats""#,
+        "routes[2].auth[1]: unknown variant `basic`",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "missing {expected:?} in:\n{stderr}"
+        );
+    }
+    assert!(stderr.contains("4 problems"), "{stderr}");
+}
+
+#[test]
+fn check_config_looks_nothing_up_and_starting_names_what_does_not_resolve() {
+    // `check-config` checks the shape of an address; resolving it is left to start-up, which
+    // fails with the key at fault.
+    let backend = crate::support::closed_port();
+    let config = crate::support::config(backend, crate::support::API_ROUTE)
+        .replace(&backend.to_string(), "no-such-host.invalid:9000");
+    let (ok, stdout, stderr) = check(&config, &[]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("OK (1 routes)"), "{stdout}");
+    let (_dir, mut command) = keyway_command(&config, &["run"], &[]);
+    let output = command.output().unwrap();
+    assert!(!output.status.success());
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        printed.contains("upstreams.backend.addresses[0]") && printed.contains("not a resolvable"),
+        "{printed}"
+    );
+}
