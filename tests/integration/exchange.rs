@@ -362,3 +362,40 @@ fn a_verifier_in_the_body_is_removed_even_when_the_query_carries_the_credentials
     let forwarded: Value = serde_json::from_slice(&seen.body).unwrap();
     assert_eq!(forwarded, json!({"message": "hello"}));
 }
+
+#[test]
+fn a_verifier_is_read_and_removed_under_one_naming_rule() {
+    // Any spelling that authenticates is also a spelling that is removed, in the query and in
+    // the body: what keyway reads is what it never forwards.
+    let setup = start();
+    let id = user_info_id(&setup, &setup.tokens["ES256"]);
+    let url = setup.keyway.url(&format!(
+        "/api/conversation/c7/route/q?USERINFOID={id}&%63odeverifier={VERIFIER}&keep=1"
+    ));
+    let response = Client::new().post(url).send().unwrap();
+    assert_eq!(response.status(), 200);
+    let seen = setup.backend.only(&format!(
+        "/api/conversation/c7/route/q?USERINFOID={id}&keep=1"
+    ));
+    assert_eq!(seen.values("x-auth-subject"), vec!["es-user".to_owned()]);
+
+    let id = user_info_id(&setup, &setup.tokens["ES256"]);
+    let body = json!({"UserInfoId": id, "CODEVERIFIER": VERIFIER, "name": "Ada"});
+    let url = setup.keyway.url("/api/visitor/setIdentity/c8");
+    let response = Client::new().post(url).json(&body).send().unwrap();
+    assert_eq!(response.status(), 200);
+    let seen = setup.backend.only("/api/visitor/setIdentity/c8");
+    let forwarded: Value = serde_json::from_slice(&seen.body).unwrap();
+    assert_eq!(forwarded, json!({"UserInfoId": id, "name": "Ada"}));
+
+    // The verifier given twice is one credential too many: refused, and nothing consumed.
+    let id = user_info_id(&setup, &setup.tokens["ES256"]);
+    let twice = setup.keyway.url(&format!(
+        "/api/conversation/c9/route/q?userInfoId={id}&codeVerifier={VERIFIER}&codeverifier={VERIFIER}"
+    ));
+    assert_eq!(Client::new().post(twice).send().unwrap().status(), 401);
+    assert_eq!(
+        start_chat(&setup, "/api/conversation/", &id, VERIFIER).status(),
+        200
+    );
+}
