@@ -9,6 +9,8 @@ Results go to results.json and results.svg in --out, with the machine and date.
 
     python3 bench/load.py                 # full run (make bench-load)
     python3 bench/load.py --smoke         # a second per case, one repetition (make test)
+    python3 bench/load.py --cases 2,4,4p,5,6 --baseline /tmp/keyway-before
+                                          # keyway cases also run on another build, same run
 
 Missing nginx, haproxy or wrk are installed from Debian's packages.
 """
@@ -49,6 +51,9 @@ CASES = [
     ("8", "keyway converse token, cache miss"),
     ("9", "keyway rejecting bad tokens"),
 ]
+
+# With --baseline: the keyway cases that are run again on the baseline binary.
+BASELINE_CASES = {"4": "4b", "5": "5b", "6": "6b"}
 
 
 def ensure_tools():
@@ -268,8 +273,8 @@ identity_headers = {{ "x-auth-subject" = "sub" }}
     return path
 
 
-def start_keyway(conf, port, admin):
-    process = Process([KEYWAY, "--config", conf, "run"], PROXY_CPU)
+def start_keyway(conf, port, admin, binary=KEYWAY):
+    process = Process([binary, "--config", conf, "run"], PROXY_CPU)
     deadline = time.time() + 30
     while time.time() < deadline:
         try:
@@ -369,6 +374,7 @@ def main():
     parser.add_argument("--access-log", choices=["on", "off"], default="on", help="keyway's access log")
     parser.add_argument("--cached-tokens", type=int, default=1_000_000, help="tokens held for the RSS measurement (0: skip)")
     parser.add_argument("--cases", default=",".join(case for case, _ in CASES), help="comma-separated subset, e.g. 2,4,5")
+    parser.add_argument("--baseline", help="another keyway binary (e.g. before a change): cases 4, 5 and 6 also run on it, as 4b, 5b, 6b")
     args = parser.parse_args()
     if args.smoke:
         args.seconds, args.repetitions, args.new_tokens, args.cached_tokens = 1, 1, 500, 10_000
@@ -395,6 +401,7 @@ def check_answers(summary):
 
 
 def measure(args, work, started):
+    bearer = lambda token: f"Authorization: Bearer {token}"
     private_pem, public_pem, jwk = rsa_key()
     public_path = os.path.join(work, "public.pem")
     open(public_path, "wb").write(public_pem)
@@ -424,10 +431,20 @@ def measure(args, work, started):
     miss_port, miss_admin = free_port(), free_port()
     started.append(keyway_miss := start_keyway(keyway_conf(work, miss_port, miss_admin, backend_port, jwks_path, password_hash, 1, access_log), miss_port, miss_admin))
 
+    baseline_cases = {}
+    if args.baseline:
+        base_port, base_admin = free_port(), free_port()
+        base_conf = keyway_conf(work, base_port, base_admin, backend_port, jwks_path, password_hash, 1_000_000, access_log)
+        started.append(base := start_keyway(base_conf, base_port, base_admin, binary=args.baseline))
+        base_converse = converse_tokens(base_port, 1)[0]
+        baseline_cases = {
+            "4b": lambda: run_wrk(f"http://127.0.0.1:{base_port}/open/x", args.seconds, args.connections, base),
+            "5b": lambda: run_wrk(f"http://127.0.0.1:{base_port}/converse/x", args.seconds, args.connections, base, [f"X-CONVERSE-TOKEN: {base_converse}"]),
+            "6b": lambda: run_wrk(f"http://127.0.0.1:{base_port}/jwt/x", args.seconds, args.connections, base, [bearer(repeated)]),
+        }
     converse = converse_tokens(keyway_port, 1)[0]
     miss_tokens = converse_tokens(miss_port, 20 if args.smoke else 200)
     bad_tokens = [str(uuid.uuid4()) for _ in range(1000)]
-    bearer = lambda token: f"Authorization: Bearer {token}"
     cases = {
         "1": lambda: run_wrk(f"http://127.0.0.1:{backend_port}/", args.seconds, args.connections, None),
         "2": lambda: run_wrk(f"http://127.0.0.1:{nginx_port}/", args.seconds, args.connections, nginx),
@@ -440,19 +457,30 @@ def measure(args, work, started):
         "8": lambda: run_wrk(f"http://127.0.0.1:{miss_port}/converse/x", args.seconds, args.connections, keyway_miss, script=lua_script(work, miss_tokens, "X-CONVERSE-TOKEN", "")),
         "9": lambda: run_wrk(f"http://127.0.0.1:{keyway_port}/converse/x", args.seconds, args.connections, keyway, script=lua_script(work, bad_tokens, "X-CONVERSE-TOKEN", "")),
     }
-    chosen = [(case, name) for case, name in CASES if case in args.cases.split(",")]
+    cases.update(baseline_cases)
+    chosen = [(case, name) for case, name in all_cases(args) if case in args.cases.split(",") or case in baseline_cases and case[:-1] in args.cases.split(",")]
     runs = {case: [] for case, _ in chosen}
     for repetition in range(args.repetitions):
         for case, name in chosen:
             result = cases[case]()
             runs[case].append(result)
             print(f"rep {repetition + 1} case {case} {name}: {result['rps']:.0f} rps, non-2xx {result['non_2xx']}", flush=True)
-    return summarise(runs)
+    return summarise(runs, args)
 
 
-def summarise(runs):
-    summary = {}
+def all_cases(args):
+    """CASES, each keyway case followed by its baseline run when --baseline is given."""
+    listed = []
     for case, name in CASES:
+        listed.append((case, name))
+        if args.baseline and case in BASELINE_CASES:
+            listed.append((BASELINE_CASES[case], f"{name} (baseline binary)"))
+    return listed
+
+
+def summarise(runs, args):
+    summary = {}
+    for case, name in all_cases(args):
         if case not in runs:
             continue
         median = statistics.median(run["rps"] for run in runs[case])
@@ -468,7 +496,7 @@ def summarise(runs):
 
 def write_results(args, summary, memory):
     machine = {"cpus": os.cpu_count(), "platform": platform.platform(), "processor": platform.processor() or platform.machine()}
-    document = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine, "smoke": args.smoke, "access_log": args.access_log,
+    document = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine, "smoke": args.smoke, "access_log": args.access_log, "baseline": args.baseline,
                 "seconds": args.seconds, "repetitions": args.repetitions, "connections": args.connections, "cases": summary, "memory": memory}
     with open(os.path.join(args.out, "results.json"), "w") as out:
         json.dump(document, out, indent=2)
