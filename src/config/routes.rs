@@ -119,11 +119,12 @@ pub(super) fn compile_upstreams(
     base: &Path,
     checker: &mut Checker,
 ) -> Option<Vec<UpstreamSpec>> {
-    raw.into_iter()
-        .map(|(name, upstream)| compile_upstream(name, upstream, base, checker))
-        .collect::<Vec<_>>()
+    // Every upstream is checked (collected first), then the set is valid only if each is.
+    let compiled: Vec<Option<UpstreamSpec>> = raw
         .into_iter()
-        .collect()
+        .map(|(name, upstream)| compile_upstream(name, upstream, base, checker))
+        .collect();
+    compiled.into_iter().collect()
 }
 
 fn compile_upstream(
@@ -287,17 +288,17 @@ fn check_unique_routes(routes: &[Option<RouteSpec>], checker: &mut Checker) {
     };
     for (index, route) in routes.iter().enumerate() {
         let Some(route) = route else { continue };
-        let earlier = || routes[..index].iter().enumerate();
-        let earlier_route = |test: &dyn Fn(&RouteSpec) -> bool| {
-            earlier().find_map(|(first, other)| other.as_ref().filter(|o| test(o)).map(|_| first))
-        };
-        if let Some(first) = earlier_route(&|other| other.name == route.name) {
+        let earlier = routes[..index]
+            .iter()
+            .enumerate()
+            .filter_map(|(first, other)| Some((first, other.as_ref()?)));
+        if let Some((first, _)) = earlier.clone().find(|(_, other)| other.name == route.name) {
             checker.fail(
                 format!("routes[{index}].name"),
                 format!("{:?} is already used by routes[{first}]", route.name),
             );
         }
-        if let Some(first) = earlier_route(&|other| overlaps(other, route)) {
+        if let Some((first, _)) = earlier.clone().find(|(_, other)| overlaps(other, route)) {
             checker.fail(
                 format!("routes[{index}].path_prefix"),
                 format!(
@@ -378,6 +379,7 @@ fn compile_route(
     if max_body_bytes == Some(0) {
         checker.fail(field("max_body_bytes"), "must be at least 1");
     }
+    // An unknown set was reported above; the route is not valid without it.
     credentials_known.then_some(())?;
     Some(RouteSpec {
         name: name?,

@@ -65,14 +65,13 @@ impl ProxyHttp for Gateway {
     /// Expected denials are answered here (`Ok(true)`), keeping the client connection usable.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let admitted = request::admit(session, ctx).await;
-        let route = ctx.route.clone();
-        let endpoint = route.as_deref().and_then(|route| match &route.target {
-            RouteTarget::Endpoint(endpoint) => Some(endpoint),
-            RouteTarget::Upstream(_) => None,
-        });
+        let endpoint = match ctx.route.as_deref().map(|route| &route.target) {
+            Some(RouteTarget::Endpoint(endpoint)) => Some(endpoint.clone()),
+            _ => None,
+        };
         let answered = match (admitted, endpoint) {
             (Ok(()), None) => return Ok(false),
-            (Ok(()), Some(endpoint)) => endpoint::serve(session, ctx, endpoint).await,
+            (Ok(()), Some(endpoint)) => endpoint::serve(session, ctx, &endpoint).await,
             (Err(error), _) => Err(error),
         };
         if let Err(error) = answered {
