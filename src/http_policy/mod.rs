@@ -37,6 +37,67 @@ pub fn same_header(name: &str, normalised: &str) -> bool {
             .all(|(a, b)| a == b || (a == b'_' && b == b'-'))
 }
 
+/// Framing and hop-by-hop header names that contain `-`: a client spelling one with `_` hopes
+/// that a server behind keyway folds it back (request smuggling on a shared connection).
+const FRAMING_HEADERS: [&str; 6] = [
+    "content-length",
+    "transfer-encoding",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+];
+
+/// Whether a header name (lower case) is a framing or hop-by-hop header in disguise
+/// (`Transfer_Encoding`): such a request is refused, never forwarded.
+pub fn is_disguised_framing_header(name: &str) -> bool {
+    name.contains('_')
+        && FRAMING_HEADERS
+            .iter()
+            .any(|framing| same_header(name, framing))
+}
+
+/// Why a `Host` was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvalidHost;
+
+/// The host a request names, as routes match it: the port and one trailing dot removed
+/// (`Admin.Test.:8080` is `Admin.Test`; compared without case). Refuses anything that is not
+/// an ASCII host name, an IPv4 address or a bracketed IPv6 address (no IDNA, no `%`, no `_`
+/// tricks beyond what DNS names use, no empty labels).
+pub fn route_host(value: &str) -> Result<&str, InvalidHost> {
+    let (host, port) = match value.strip_prefix('[') {
+        Some(rest) => {
+            let (literal, after) = rest.split_once(']').ok_or(InvalidHost)?;
+            literal
+                .parse::<std::net::Ipv6Addr>()
+                .map_err(|_| InvalidHost)?;
+            (&value[..literal.len() + 2], after.strip_prefix(':'))
+        }
+        None => match value.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (value, None),
+        },
+    };
+    if port.is_some_and(|port| port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit())) {
+        return Err(InvalidHost);
+    }
+    if host.starts_with('[') {
+        return Ok(host);
+    }
+    let name = host.strip_suffix('.').unwrap_or(host);
+    let valid_label = |label: &str| {
+        (1..=63).contains(&label.len())
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    if name.is_empty() || name.len() > 253 || !name.split('.').all(valid_label) {
+        return Err(InvalidHost);
+    }
+    Ok(name)
+}
+
 /// Whether a request's body is `application/x-www-form-urlencoded`.
 pub fn is_form_urlencoded(headers: &http::HeaderMap) -> bool {
     headers
@@ -64,6 +125,11 @@ pub enum TargetRejection {
     MalformedEncoding,
     /// A percent-encoding that a server might decode into something that changes the match.
     DangerousEncoding,
+    /// Percent-encoded bytes that are not valid UTF-8 (overlong forms such as `%C0%AE`).
+    InvalidUtf8,
+    /// A character that some servers fold into `/`, `\`, `.` or another ASCII character
+    /// (full-width `%EF%BC%8F`, other compatibility and look-alike forms).
+    CompatibilityForm,
 }
 
 /// Checks a raw request target and returns its path (the part before `?`).
@@ -86,6 +152,7 @@ pub fn check_request_target(target: &[u8]) -> Result<&str, TargetRejection> {
 
 fn check_path(path: &[u8]) -> Result<(), TargetRejection> {
     let mut i = 0;
+    let mut encodes_non_ascii = false;
     while i < path.len() {
         match path[i] {
             b'%' => {
@@ -93,6 +160,7 @@ fn check_path(path: &[u8]) -> Result<(), TargetRejection> {
                 if is_dangerous_when_decoded(decoded) {
                     return Err(TargetRejection::DangerousEncoding);
                 }
+                encodes_non_ascii |= !decoded.is_ascii();
                 i += 3;
                 continue;
             }
@@ -106,7 +174,41 @@ fn check_path(path: &[u8]) -> Result<(), TargetRejection> {
     if dot_segment || path.windows(2).any(|pair| pair == b"//") {
         return Err(TargetRejection::AmbiguousSegment);
     }
+    if encodes_non_ascii {
+        check_encoded_text(path)?;
+    }
     Ok(())
+}
+
+/// The decoded path must be UTF-8 without characters a server could fold into ASCII.
+fn check_encoded_text(path: &[u8]) -> Result<(), TargetRejection> {
+    let decoded: Vec<u8> = percent_encoding::percent_decode(path).collect();
+    let text = std::str::from_utf8(&decoded).map_err(|_| TargetRejection::InvalidUtf8)?;
+    if text.chars().any(folds_into_ascii) {
+        return Err(TargetRejection::CompatibilityForm);
+    }
+    Ok(())
+}
+
+/// Whether a non-ASCII character is a compatibility form of ASCII (NFKC maps it to ASCII:
+/// full-width and small forms, `․`, …) or a look-alike of a slash, backslash or dot that
+/// normalisation leaves alone.
+fn folds_into_ascii(c: char) -> bool {
+    use unicode_normalization::UnicodeNormalization;
+    const LOOK_ALIKES: [char; 8] = [
+        '\u{2215}', // ∕ division slash
+        '\u{2044}', // ⁄ fraction slash
+        '\u{29F8}', // ⧸ big solidus
+        '\u{2216}', // ∖ set minus
+        '\u{29F5}', // ⧵ reverse solidus operator
+        '\u{29F9}', // ⧹ big reverse solidus
+        '\u{3002}', // 。 ideographic full stop
+        '\u{FF61}', // ｡ half-width ideographic full stop
+    ];
+    if c.is_ascii() {
+        return false;
+    }
+    LOOK_ALIKES.contains(&c) || std::iter::once(c).nfkc().any(|part| part.is_ascii())
 }
 
 fn decode_hex_pair(pair: Option<&[u8]>) -> Result<u8, TargetRejection> {
@@ -209,6 +311,15 @@ mod tests {
             (b"/api/%zz", MalformedEncoding),
             (b"http://evil/api", NotOriginForm),
             (b"*", NotOriginForm),
+            (b"/api/%C0%AE%C0%AE/admin", InvalidUtf8),
+            (b"/api/%C0%AFadmin", InvalidUtf8),
+            (b"/api/%E0%80%AF", InvalidUtf8),
+            (b"/api/%C3", InvalidUtf8),
+            (b"/api%EF%BC%8Fadmin", CompatibilityForm),
+            (b"/api/%EF%BC%8E%EF%BC%8E/admin", CompatibilityForm),
+            (b"/api/%EF%BC%BCadmin", CompatibilityForm),
+            (b"/api/%E2%88%95admin", CompatibilityForm),
+            (b"/api/%EF%BC%A1", CompatibilityForm),
         ];
         for (target, expected) in cases {
             assert_eq!(
@@ -217,6 +328,53 @@ mod tests {
                 "{}",
                 String::from_utf8_lossy(target)
             );
+        }
+    }
+
+    #[test]
+    fn hosts_match_without_port_trailing_dot_or_case_and_bad_ones_are_refused() {
+        assert_eq!(route_host("admin.test"), Ok("admin.test"));
+        assert_eq!(route_host("ADMIN.test.:8080"), Ok("ADMIN.test"));
+        assert_eq!(route_host("admin.test."), Ok("admin.test"));
+        assert_eq!(route_host("127.0.0.1:80"), Ok("127.0.0.1"));
+        assert_eq!(route_host("[::1]:8080"), Ok("[::1]"));
+        assert_eq!(route_host("[::1]"), Ok("[::1]"));
+        for bad in [
+            "",
+            ".",
+            "admin..test",
+            ".admin.test",
+            "admin.test..",
+            "admin.test:",
+            "admin.test:80x",
+            "adm%69n.test",
+            "admin.tést",
+            "admin test",
+            "[::1",
+            "[not-v6]:80",
+            "a:b:c",
+        ] {
+            assert_eq!(route_host(bad), Err(InvalidHost), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn framing_headers_in_disguise() {
+        for disguised in [
+            "transfer_encoding",
+            "content_length",
+            "keep_alive",
+            "proxy_connection",
+        ] {
+            assert!(is_disguised_framing_header(disguised), "{disguised}");
+        }
+        for fine in [
+            "transfer-encoding",
+            "x_custom",
+            "content-type",
+            "x-request_id",
+        ] {
+            assert!(!is_disguised_framing_header(fine), "{fine}");
         }
     }
 

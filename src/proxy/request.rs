@@ -4,8 +4,8 @@ use super::credential_params;
 use super::ctx::RequestCtx;
 use crate::auth::AuthRequest;
 use crate::error::GatewayError;
-use crate::http_policy::check_request_target;
 use crate::http_policy::params::Parameters;
+use crate::http_policy::{check_request_target, is_disguised_framing_header, route_host};
 use crate::routing::{Route, RouteMatch};
 use http::header;
 use pingora::http::RequestHeader;
@@ -15,6 +15,7 @@ use tracing::debug;
 
 /// Decides whether a request may go upstream; on `Ok` the route and principal are in `ctx`.
 pub(super) async fn admit(session: &mut Session, ctx: &mut RequestCtx) -> Result<(), GatewayError> {
+    refuse_disguised_framing(session.req_header(), ctx)?;
     let route = match_route(session.req_header(), ctx)?;
     ctx.route = Some(route.clone());
     check_declared_length(session.req_header(), route.max_body_bytes)?;
@@ -47,6 +48,23 @@ pub(super) fn client_ip(session: &Session) -> Option<std::net::IpAddr> {
         .map(|addr| addr.ip())
 }
 
+/// `Transfer_Encoding`, `Content_Length` and the like: a server behind keyway that folds `_`
+/// into `-` would read them as framing. Such a request is refused, never forwarded.
+fn refuse_disguised_framing(request: &RequestHeader, ctx: &RequestCtx) -> Result<(), GatewayError> {
+    let disguised = request
+        .headers
+        .keys()
+        .any(|name| is_disguised_framing_header(name.as_str()));
+    if disguised {
+        debug!(
+            request_id = ctx.request_id(),
+            "a framing header spelled with '_' refused"
+        );
+        return Err(GatewayError::BadRequest);
+    }
+    Ok(())
+}
+
 /// The route for a request whose target passes the path policy.
 fn match_route(request: &RequestHeader, ctx: &RequestCtx) -> Result<Arc<Route>, GatewayError> {
     let path = check_request_target(request.raw_path()).map_err(|rejection| {
@@ -67,26 +85,21 @@ fn match_route(request: &RequestHeader, ctx: &RequestCtx) -> Result<Arc<Route>, 
     }
 }
 
-/// The request's host without port: one `Host` header, or the HTTP/2 authority.
+/// The request's host as routes match it (see `http_policy::route_host`): one `Host` header,
+/// or the HTTP/2 authority; a malformed one is a bad request.
 fn request_host(request: &RequestHeader) -> Result<Option<&str>, GatewayError> {
     let mut hosts = request.headers.get_all(header::HOST).iter();
     let host = match (hosts.next(), hosts.next()) {
         (Some(_), Some(_)) => return Err(GatewayError::BadRequest),
         (Some(value), None) => value.to_str().map_err(|_| GatewayError::BadRequest)?,
         (None, _) => match request.uri.authority() {
-            Some(authority) => authority.host(),
+            Some(authority) => authority.as_str(),
             None => return Ok(None),
         },
     };
-    Ok(Some(strip_port(host)))
-}
-
-fn strip_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        // [v6]:port
-        return host.split_inclusive(']').next().unwrap_or(host);
-    }
-    host.rsplit_once(':').map_or(host, |(name, _port)| name)
+    route_host(host)
+        .map(Some)
+        .map_err(|_| GatewayError::BadRequest)
 }
 
 /// Refuses a body announced as larger than the route allows, before reading any of it.
@@ -126,10 +139,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn host_without_port() {
-        assert_eq!(strip_port("example.com:8080"), "example.com");
-        assert_eq!(strip_port("example.com"), "example.com");
-        assert_eq!(strip_port("[::1]:8080"), "[::1]");
+    fn host_as_routes_match_it() {
+        let mut request = RequestHeader::build("GET", b"/", None).unwrap();
+        request.append_header("Host", "Admin.Test.:8080").unwrap();
+        assert_eq!(request_host(&request), Ok(Some("Admin.Test")));
+        request.insert_header("Host", "admin..test").unwrap();
+        assert_eq!(request_host(&request), Err(GatewayError::BadRequest));
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod converse;
 mod errors;
 mod exchange;
 mod forwarding;
+mod hardening;
 mod hosted_email;
 mod jwt;
 mod observability;

@@ -69,6 +69,13 @@ fn path_tricks_table() {
         (b"/public", Refused),
         (b"http://gateway.test/admin/x", Refused),
         (b"*", Refused),
+        // Overlong UTF-8 and compatibility forms of `.` and `/` (issue 12, finding 10).
+        (b"/public/%C0%AE%C0%AE/admin/x", Refused),
+        (b"/public/%C0%AFadmin/x", Refused),
+        (b"/public/%E0%80%AF/x", Refused),
+        (b"/public/%EF%BC%8E%EF%BC%8E%EF%BC%8Fadmin/x", Refused),
+        (b"/public%EF%BC%8F..%EF%BC%8Fadmin/x", Refused),
+        (b"/public/%E2%88%95admin", Refused),
     ];
     let backend = Backend::start();
     let keyway = Keyway::start(&config(backend.address, ROUTES), &[]);

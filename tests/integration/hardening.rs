@@ -1,0 +1,77 @@
+//! Regressions of the attack review (issue 12): each test names its finding and fails on the
+//! code before the fix.
+
+use crate::support::{Backend, Keyway, config, envelope, raw_http};
+
+/// A public catch-all and a protected route on the same prefix for one host.
+const HOST_ROUTES: &str = r#"
+[converse]
+
+[[routes]]
+name = "admin"
+path_prefix = "/x/"
+host = "admin.test"
+upstream = "backend"
+auth = ["converse"]
+
+[[routes]]
+name = "public"
+path_prefix = "/x/"
+upstream = "backend"
+auth = ["none"]
+"#;
+
+fn get_with_host(keyway: &Keyway, host: &str) -> raw_http::RawResponse {
+    let request = format!("GET /x/page HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    raw_http::send(keyway.proxy, request.as_bytes())
+}
+
+#[test]
+fn finding_5_a_trailing_dot_case_or_port_does_not_escape_the_host_route() {
+    let backend = Backend::start();
+    let keyway = Keyway::start(&config(backend.address, HOST_ROUTES), &[]);
+    for host in [
+        "admin.test",
+        "admin.test.",
+        "ADMIN.Test.:8080",
+        "admin.test:443",
+    ] {
+        let response = get_with_host(&keyway, host);
+        assert_eq!(response.status, 401, "{host}: {response:?}");
+    }
+    for host in [
+        "admin..test",
+        "adm%69n.test",
+        "admin.tést",
+        "admin.test:x",
+        "[zz]:80",
+        ".",
+    ] {
+        let response = get_with_host(&keyway, host);
+        assert_eq!(response.status, 400, "{host}: {response:?}");
+        assert_eq!(envelope(&response.body).1, "400-01", "{host}");
+    }
+    assert!(backend.received().is_empty(), "{:?}", backend.received());
+    assert_eq!(get_with_host(&keyway, "public.test").status, 200);
+}
+
+#[test]
+fn finding_6_framing_headers_spelled_with_underscores_are_refused() {
+    let backend = Backend::start();
+    let keyway = Keyway::start(&config(backend.address, crate::support::API_ROUTE), &[]);
+    for disguised in [
+        "Transfer_Encoding: chunked",
+        "Content_Length: 5",
+        "transfer_encoding: identity",
+        "Keep_Alive: timeout=5",
+    ] {
+        let request = format!(
+            "POST /api/x HTTP/1.1\r\nHost: gateway.test\r\n{disguised}\r\n\
+             Content-Length: 5\r\nConnection: close\r\n\r\nhello"
+        );
+        let response = raw_http::send(keyway.proxy, request.as_bytes());
+        assert_eq!(response.status, 400, "{disguised}: {response:?}");
+        assert_eq!(envelope(&response.body).1, "400-01", "{disguised}");
+    }
+    assert!(backend.received().is_empty(), "{:?}", backend.received());
+}
