@@ -12,6 +12,7 @@ use crate::converse::ConverseService;
 use crate::endpoints::{Endpoint, EndpointServices};
 use crate::exchange::ExchangeService;
 use crate::hosted_email::HostedEmailService;
+use crate::http_policy::normalise_name;
 use crate::identity::AuthKind;
 use crate::jwt::jwks::{JwksService, ProviderKeys};
 use crate::jwt::verifier::{JwtProvider, JwtVerifier};
@@ -243,13 +244,34 @@ fn build_routes(settings: &Settings, services: &Services) -> Result<RouteTable, 
             ))
         })
         .collect::<Result<HashMap<_, _>, BuildError>>()?;
-    let stripped_everywhere = services.stripped_everywhere();
+    let mut stripped_everywhere = services.stripped_everywhere();
+    stripped_everywhere.extend(injected_header_names(settings));
     let routes = settings
         .routes
         .iter()
         .map(|spec| build_route(spec, settings, services, &upstreams, &stripped_everywhere))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(RouteTable::new(routes))
+}
+
+/// Every header name some route injects (identity headers and credential sets): a backend
+/// that trusts `x-auth-email` from keyway on one route must never get a client's copy through
+/// another, so these are stripped on every route.
+fn injected_header_names(settings: &Settings) -> Vec<String> {
+    let identity = settings
+        .routes
+        .iter()
+        .flat_map(|route| route.identity_headers.iter().map(|(name, _)| name));
+    let credentials = settings
+        .routes
+        .iter()
+        .filter_map(|route| settings.credentials.get(route.credentials.as_ref()?))
+        .flatten()
+        .map(|(name, _)| name);
+    identity
+        .chain(credentials)
+        .map(|name| normalise_name(name.as_str()))
+        .collect()
 }
 
 fn build_route(

@@ -36,7 +36,8 @@ pub struct Resolved {
     pub auth: AuthChain,
     /// The route's credential set, ready to inject.
     pub inject: Vec<(HeaderName, HeaderValue)>,
-    /// Credential headers removed on every route (normalised names).
+    /// Headers removed on every route (normalised names): credential headers only keyway may
+    /// see, and every header name some route injects.
     pub stripped_everywhere: Vec<String>,
 }
 

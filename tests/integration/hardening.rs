@@ -75,3 +75,52 @@ fn finding_6_framing_headers_spelled_with_underscores_are_refused() {
     }
     assert!(backend.received().is_empty(), "{:?}", backend.received());
 }
+
+#[test]
+fn finding_4_headers_any_route_injects_are_stripped_on_every_route() {
+    let routes = r#"
+[credentials.asapp]
+"asapp-api-id" = "id"
+"asapp-api-secret" = "secret"
+
+[[routes]]
+name = "conversation"
+path_prefix = "/conversation/"
+upstream = "backend"
+auth = ["none"]
+credentials = "asapp"
+identity_headers = { "x-auth-email" = "email", "x-auth-client" = "client" }
+
+[[routes]]
+name = "catch-all"
+path_prefix = "/"
+upstream = "backend"
+auth = ["none"]
+"#;
+    let backend = Backend::start();
+    let keyway = Keyway::start(&config(backend.address, routes), &[]);
+    let request = "GET /static/page HTTP/1.1\r\nHost: gateway.test\r\n\
+                   X-Auth-Email: ceo@example.com\r\nx_auth_client: trusted\r\n\
+                   asapp-api-secret: forged\r\nASAPP_API_ID: forged\r\n\
+                   Connection: close\r\n\r\n";
+    let response = raw_http::send(keyway.proxy, request.as_bytes());
+    assert_eq!(response.status, 200, "{response:?}");
+    let seen = backend.only("/static/page");
+    for name in [
+        "x-auth-email",
+        "x-auth-client",
+        "asapp-api-secret",
+        "asapp-api-id",
+    ] {
+        let copies: Vec<&str> = seen
+            .headers
+            .keys()
+            .map(|header| header.as_str())
+            .filter(|header| header.replace('_', "-") == name)
+            .collect();
+        assert!(
+            copies.is_empty(),
+            "{name} reached the catch-all route: {copies:?}"
+        );
+    }
+}
