@@ -3,7 +3,9 @@
 //! An upstream body that already is an envelope passes through unchanged; anything else is
 //! replaced by `<status>-00` with the status's reason phrase and our request id. The decision
 //! needs the whole body, so error bodies are buffered (up to [`MAX_INSPECTED_BYTES`]; a larger
-//! body cannot be an envelope worth keeping and is replaced).
+//! body cannot be an envelope worth keeping and is replaced). The head leaves before the body
+//! is known, so every inspected error keeps only the headers that describe keyway's body and
+//! [`KEPT_UPSTREAM_HEADERS`]: an upstream's debug headers never reach the client.
 
 use crate::error::{GatewayError, is_envelope, render_envelope};
 use bytes::{Bytes, BytesMut};
@@ -12,6 +14,9 @@ use pingora::http::ResponseHeader;
 use std::borrow::Cow;
 
 pub(super) const MAX_INSPECTED_BYTES: usize = 64 * 1024;
+
+/// Upstream headers an error response keeps: what a client needs to act on the error.
+pub(super) const KEPT_UPSTREAM_HEADERS: [&str; 3] = ["retry-after", "www-authenticate", "allow"];
 
 /// The `code` label of an upstream envelope that passed through unchanged.
 pub(super) const UPSTREAM_ENVELOPE_CODE: &str = "upstream";
@@ -41,16 +46,21 @@ pub(super) fn on_upstream_head(method: &Method, response: &mut ResponseHeader) -
     if empty {
         return HeadDecision::ReplaceNow(GatewayError::Upstream(status));
     }
-    for name in [
-        header::CONTENT_LENGTH,
-        header::CONTENT_ENCODING,
-        header::ETAG,
-    ] {
+    let dropped: Vec<http::HeaderName> = response
+        .headers
+        .keys()
+        .filter(|name| !KEPT_UPSTREAM_HEADERS.contains(&name.as_str()))
+        .cloned()
+        .collect();
+    for name in dropped {
         response.remove_header(&name);
     }
-    response
-        .insert_header(header::CONTENT_TYPE, "application/json")
-        .expect("valid header");
+    for (name, value) in [
+        (header::CONTENT_TYPE, "application/json"),
+        (header::CACHE_CONTROL, "no-store"),
+    ] {
+        response.insert_header(name, value).expect("valid header");
+    }
     HeadDecision::Buffer(ErrorBodyRewrite {
         status,
         buffer: BytesMut::new(),
@@ -170,11 +180,17 @@ mod tests {
             HeadDecision::ReplaceNow(GatewayError::Upstream(StatusCode::NOT_FOUND))
         ));
         let mut response = head(500, Some("12"));
+        response.insert_header("x-backend-debug", "db-7").unwrap();
+        response.insert_header("retry-after", "5").unwrap();
+        response.insert_header("set-cookie", "s=1").unwrap();
         assert!(matches!(
             on_upstream_head(&Method::GET, &mut response),
             HeadDecision::Buffer(_)
         ));
         assert!(response.headers.get("content-length").is_none());
+        assert!(response.headers.get("x-backend-debug").is_none());
+        assert!(response.headers.get("set-cookie").is_none());
+        assert_eq!(response.headers.get("retry-after").unwrap(), "5");
         assert_eq!(
             response.headers.get("content-type").unwrap(),
             "application/json"

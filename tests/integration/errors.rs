@@ -160,6 +160,13 @@ fn failures_are_envelopes_with_the_response_request_id() {
         if case.name == "wrong method" {
             assert_eq!(headers["allow"], "GET, HEAD, POST");
         }
+        // Issue 12, finding 12: a replaced upstream error keeps only what describes keyway's
+        // body and what a client acts on, never the upstream's own debug headers.
+        assert!(headers.get("x-backend-debug").is_none(), "{}", case.name);
+        if case.name == "upstream 500 plain text" {
+            assert_eq!(headers["retry-after"], "7");
+            assert_eq!(headers["cache-control"], "no-store");
+        }
         if case.name == "upstream silent" {
             assert!(
                 elapsed < Duration::from_millis(2500),

@@ -2,7 +2,8 @@
 //!
 //! Paths (anywhere in the path, so any route prefix works):
 //! - `.../slow/{ms}`: answers 200 after `ms` milliseconds;
-//! - `.../status/{code}/plain|empty|envelope`: an error in that body style;
+//! - `.../status/{code}/plain|empty|envelope`: an error in that body style, with a debug
+//!   header (`x-backend-debug`) and `retry-after: 7`;
 //! - anything else: 200 with a JSON echo of the path and headers.
 
 use axum::Router;
@@ -153,7 +154,7 @@ async fn handle(request: Request, log: Arc<Mutex<Vec<Received>>>) -> Response {
     }
     if let Some(at) = segments.iter().position(|segment| *segment == "status") {
         let status = StatusCode::from_u16(segments[at + 1].parse().unwrap()).unwrap();
-        return match segments[at + 2] {
+        let mut response = match segments[at + 2] {
             "plain" => text(status, "text/plain", "upstream exploded: stack trace here".to_owned()),
             "empty" => text(status, "text/plain", String::new()),
             _ => text(
@@ -162,6 +163,10 @@ async fn handle(request: Request, log: Arc<Mutex<Vec<Received>>>) -> Response {
                 r#"{"error":{"requestId":"upstream-rid","code":"409-07","message":"Conversation closed"}}"#.to_owned(),
             ),
         };
+        let headers = response.headers_mut();
+        headers.insert("x-backend-debug", "db-primary-7:5432".parse().unwrap());
+        headers.insert("retry-after", "7".parse().unwrap());
+        return response;
     }
     let body = serde_json::json!({ "target": target });
     text(StatusCode::OK, "application/json", body.to_string())
