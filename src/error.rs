@@ -161,6 +161,7 @@ impl From<AuthDenial> for GatewayError {
     fn from(denial: AuthDenial) -> Self {
         match denial {
             AuthDenial::Invalid => GatewayError::Unauthorized,
+            AuthDenial::Repeated => GatewayError::BadRequest,
             AuthDenial::Unavailable => GatewayError::ServiceUnavailable,
         }
     }

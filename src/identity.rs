@@ -201,8 +201,11 @@ pub enum EndpointKind {
 /// Why a presented credential was refused. Clients only ever see the mapped envelope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthDenial {
-    /// Unknown, expired, revoked, malformed or ambiguous: deliberately indistinguishable.
+    /// Unknown, expired, revoked or malformed: deliberately indistinguishable.
     Invalid,
+    /// A credential parameter given more than once (in any spelling, or in both the query and
+    /// the body): refused as a bad request rather than guessed at.
+    Repeated,
     /// The credential could not be checked (a dependency is down): never treated as valid.
     Unavailable,
 }

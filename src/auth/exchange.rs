@@ -1,6 +1,7 @@
 //! `auth = ["exchange"]`: a `userInfoId` and its PKCE `codeVerifier`, from the query (the
 //! seed's start-chat call) or else from the body (its set-identity call). The verifier is
-//! the secret half: it is never forwarded.
+//! the secret half: it is never forwarded. Either given twice (in any spelling, or in both the
+//! query and the body) is refused, so the one userInfoId forwarded is the one authenticated.
 
 use super::{AuthOutcome, AuthRequest, Authenticator, Carriers};
 use crate::exchange::ExchangeService;
@@ -57,13 +58,19 @@ impl Authenticator for ExchangeAuthenticator {
     }
 
     async fn authenticate(&self, request: &AuthRequest<'_>) -> AuthOutcome {
+        let repeated = [USER_INFO_ID_PARAM, CODE_VERIFIER_PARAM]
+            .iter()
+            .any(|name| request.parameters.all(name).len() > 1);
+        if repeated {
+            return AuthOutcome::Deny(AuthDenial::Repeated);
+        }
         let (user_info_id, verifier) = match presented(request) {
             (ids, verifiers) if ids.is_empty() && verifiers.is_empty() => {
                 return AuthOutcome::NotPresent;
             }
             (ids, verifiers) => match (ids.as_slice(), verifiers.as_slice()) {
                 ([id], [verifier]) => (id.clone(), verifier.clone()),
-                // Half a credential, or one given twice: one request, one identity.
+                // Half a credential (the other half elsewhere, or missing).
                 _ => return AuthOutcome::Deny(AuthDenial::Invalid),
             },
         };

@@ -347,13 +347,24 @@ fn a_cached_token_still_exchanges_for_another_customer_whose_provider_accepts_it
 }
 
 #[test]
-fn a_verifier_in_the_body_is_removed_even_when_the_query_carries_the_credentials() {
+fn a_verifier_in_the_body_of_a_query_credential_call_never_goes_upstream() {
+    // Since issue 12 (finding 7) a second copy of a credential parameter refuses the request,
+    // wherever it is: the verifier in the body never reaches the upstream, nor does anything.
     let setup = start();
     let id = user_info_id(&setup, &setup.tokens["EdDSA"]);
     let url = setup.keyway.url(&format!(
         "/api/conversation/c9/route/q?userInfoId={id}&codeVerifier={VERIFIER}"
     ));
     let body = json!({"message": "hello", "codeVerifier": VERIFIER});
+    let response = Client::new().post(url).json(&body).send().unwrap();
+    assert_eq!(response.status(), 400);
+    assert_eq!(envelope(&response.bytes().unwrap()).1, "400-01");
+    assert!(setup.backend.received().is_empty());
+    // Alone in the query, the same credential passes, and the body goes up untouched.
+    let url = setup.keyway.url(&format!(
+        "/api/conversation/c9/route/q?userInfoId={id}&codeVerifier={VERIFIER}"
+    ));
+    let body = json!({"message": "hello"});
     let response = Client::new().post(url).json(&body).send().unwrap();
     assert_eq!(response.status(), 200);
     let seen = setup
@@ -387,15 +398,44 @@ fn a_verifier_is_read_and_removed_under_one_naming_rule() {
     let seen = setup.backend.only("/api/visitor/setIdentity/c8");
     let forwarded: Value = serde_json::from_slice(&seen.body).unwrap();
     assert_eq!(forwarded, json!({"UserInfoId": id, "name": "Ada"}));
+}
 
-    // The verifier given twice is one credential too many: refused, and nothing consumed.
+#[test]
+fn a_credential_parameter_given_twice_is_refused_and_nothing_is_consumed() {
+    // Issue 12, finding 7: keyway authenticated the first userInfoId and forwarded the others.
+    let setup = start();
     let id = user_info_id(&setup, &setup.tokens["ES256"]);
-    let twice = setup.keyway.url(&format!(
-        "/api/conversation/c9/route/q?userInfoId={id}&codeVerifier={VERIFIER}&codeverifier={VERIFIER}"
-    ));
-    assert_eq!(Client::new().post(twice).send().unwrap().status(), 401);
+    let other = user_info_id(&setup, &setup.tokens["EdDSA"]);
+    let query = |extra: &str| {
+        format!("/api/conversation/c9/route/q?userInfoId={id}&codeVerifier={VERIFIER}{extra}")
+    };
+    let twice = [
+        query(&format!("&userInfoId={other}")),
+        query(&format!("&%75serInfoId={other}")),
+        query(&format!("&UserInfoId={id}")),
+        query(&format!("&codeverifier={VERIFIER}")),
+    ];
+    for target in &twice {
+        let response = Client::new().post(setup.keyway.url(target)).send().unwrap();
+        assert_eq!(response.status(), 400, "{target}");
+        assert_eq!(envelope(&response.bytes().unwrap()).1, "400-01", "{target}");
+    }
+    // A different userInfoId in the body of a call whose query carries the credential.
+    let body = json!({"userInfoId": other, "message": "hi"});
+    let response = Client::new()
+        .post(setup.keyway.url(&query("")))
+        .json(&body)
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    assert!(setup.backend.received().is_empty(), "nothing went upstream");
+    // Nothing was consumed: both still redeem once, each forwarding only itself.
     assert_eq!(
         start_chat(&setup, "/api/conversation/", &id, VERIFIER).status(),
+        200
+    );
+    assert_eq!(
+        start_chat(&setup, "/api/conversation/", &other, VERIFIER).status(),
         200
     );
 }
