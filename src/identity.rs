@@ -23,9 +23,41 @@ pub const USER_INFO_ID_PARAM: &str = "userInfoId";
 /// The exchange's PKCE verifier parameter: the secret half of an exchange credential.
 pub const CODE_VERIFIER_PARAM: &str = "codeVerifier";
 
+/// The hosted-email one-time token's parameter, in the emailed link and the landing call.
+pub const AUTHTOKEN_PARAM: &str = "authtoken";
+
 /// The hosted-email API's fixed paths (seed 002).
 pub const HOSTED_EMAIL_REQUEST_PATH: &str = "/api/hostedauthentication";
 pub const HOSTED_EMAIL_AUTHENTICATE_PATH: &str = "/data/authenticateuser.json";
+
+/// The longest email address accepted anywhere (RFC 5321's path limit).
+pub const MAX_EMAIL_BYTES: usize = 254;
+
+/// A plain `local@domain` address, lower-cased: a dot-atom local part (no quotes, no
+/// comments, at most 64 bytes) and a host name domain (no IP literal, no IDN), at most
+/// [`MAX_EMAIL_BYTES`] in all. Anything else is `None`: quoted or bracketed forms would let one
+/// mailbox be counted, or fail to send, under other spellings.
+pub fn plain_email(text: &str) -> Option<String> {
+    if text.len() > MAX_EMAIL_BYTES {
+        return None;
+    }
+    let (local, domain) = text.split_once('@')?;
+    let atext = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~".contains(&b);
+    let local_ok = (1..=64).contains(&local.len())
+        && local
+            .split('.')
+            .all(|atom| !atom.is_empty() && atom.bytes().all(atext));
+    let label_ok = |label: &str| {
+        (1..=63).contains(&label.len())
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    let domain_ok = domain.split('.').all(label_ok);
+    (local_ok && domain_ok).then(|| text.to_ascii_lowercase())
+}
 
 /// The identity an authenticator established.
 #[derive(Debug, Clone)]
@@ -230,6 +262,39 @@ mod tests {
         assert_eq!(principal.claim_text("org.id").as_deref(), Some("o"));
         assert_eq!(principal.claim_text("org"), None);
         assert_eq!(principal.claim_text("missing"), None);
+    }
+
+    #[test]
+    fn only_plain_addresses_are_emails() {
+        assert_eq!(
+            plain_email("Ann.Lee+x@Example.COM").as_deref(),
+            Some("ann.lee+x@example.com")
+        );
+        assert_eq!(plain_email("a@x").as_deref(), Some("a@x"));
+        for refused in [
+            "\"victim\"@example.com",
+            "\"vic\tim\"@example.com",
+            "\"a b\"@x",
+            "\"<script>alert(1)</script>\"@x",
+            "v@[127.0.0.1]",
+            "v@127.0.0.1]",
+            "no-at-sign",
+            "a@b@c",
+            ".a@example.com",
+            "a..b@example.com",
+            "a@-example.com",
+            "a@example..com",
+            "ä@example.com",
+            "a@exämple.com",
+            "a b@example.com",
+            "<a@example.com>",
+        ] {
+            assert_eq!(plain_email(refused), None, "{refused}");
+        }
+        let long_local = format!("{}@example.com", "a".repeat(65));
+        let long = format!("a@{}.com", "b".repeat(60).repeat(5));
+        assert_eq!(plain_email(&long_local), None);
+        assert_eq!(plain_email(&long), None);
     }
 
     #[test]

@@ -9,7 +9,9 @@ use crate::error::GatewayError;
 use crate::hosted_email::HostedEmailService;
 use crate::http_policy::is_form_urlencoded;
 use crate::http_policy::params::{Parameters, pairs};
-use crate::identity::{HOSTED_EMAIL_AUTHENTICATE_PATH, HOSTED_EMAIL_REQUEST_PATH, PASSKEY_PARAM};
+use crate::identity::{
+    AUTHTOKEN_PARAM, HOSTED_EMAIL_AUTHENTICATE_PATH, HOSTED_EMAIL_REQUEST_PATH, PASSKEY_PARAM,
+};
 use http::StatusCode;
 use serde_json::{Value, json};
 
@@ -44,7 +46,7 @@ pub(super) async fn authenticate_user(
         params.get(PASSKEY_PARAM).as_deref(),
     )?;
     let authenticated = service
-        .authenticate_user(client, params.get("authtoken").as_deref())
+        .authenticate_user(client, params.get(AUTHTOKEN_PARAM).as_deref())
         .await?;
     let mut body = seed_sections();
     body["Authentication"] =

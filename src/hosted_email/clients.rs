@@ -3,6 +3,8 @@
 
 use super::HostedEmailError;
 use crate::config::hosted_email::HostedEmailClient;
+use crate::http_policy::params::is_named;
+use crate::identity::AUTHTOKEN_PARAM;
 use sha2::{Digest, Sha256};
 
 /// The configured clients, each with the SHA-256 of its passkey.
@@ -73,8 +75,10 @@ fn passkey_digest(passkey: &str) -> [u8; 32] {
 }
 
 /// Whether `callback` is a URL the client allows: canonical, absolute http(s) without
-/// credentials or fragment, and starting with one of the client's prefixes at a boundary
-/// (`https://a.example/cb` admits `https://a.example/cb?x` and `/cb/x`, not `/cbx`).
+/// credentials or fragment, without an `authtoken` parameter of its own (in any spelling: the
+/// emailed link would carry two, a planted one first), and starting with one of the client's
+/// prefixes at a boundary (`https://a.example/cb` admits `https://a.example/cb?x` and `/cb/x`,
+/// not `/cbx`).
 pub fn callback_allowed(client: &HostedEmailClient, callback: &str) -> bool {
     let Ok(url) = url::Url::parse(callback) else {
         return false;
@@ -84,6 +88,9 @@ pub fn callback_allowed(client: &HostedEmailClient, callback: &str) -> bool {
         && url.username().is_empty()
         && url.password().is_none()
         && url.fragment().is_none()
+        && !url
+            .query_pairs()
+            .any(|(name, _)| is_named(&name, AUTHTOKEN_PARAM))
         && url.as_str() == callback;
     plain
         && client.callback_urls.iter().any(|prefix| {
@@ -159,6 +166,9 @@ mod tests {
             " https://reviews.example.com/confirm",
             "https://reviews.example.com/confirm\t",
             "data:text/html,https://reviews.example.com/confirm",
+            "https://reviews.example.com/confirm?authtoken=planted",
+            "https://reviews.example.com/confirm?x=1&AuthToken=planted",
+            "https://reviews.example.com/confirm?%61uthtoken=planted",
         ] {
             assert!(!callback_allowed(&client, bad), "{bad}");
         }

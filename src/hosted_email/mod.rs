@@ -12,7 +12,7 @@ mod rate_limit;
 pub mod user_token;
 
 use crate::config::hosted_email::{HostedEmailClient, HostedEmailSettings};
-use crate::identity::Principal;
+use crate::identity::{Principal, plain_email};
 use crate::metrics::Metrics;
 use crate::store::{Namespace, Record, SecretKey, Store, StoreError, get_json, now_ms};
 use base64::Engine;
@@ -32,7 +32,7 @@ pub enum HostedEmailError {
     BadApiVersion,
     /// `passkey` missing or unknown.
     UnknownPasskey,
-    /// Not an email address, or a callback URL the client does not allow.
+    /// Not a plain email address, or a callback URL the client does not allow.
     InvalidRequest,
     /// Over an email limit; retry after this many seconds.
     RateLimited {
@@ -122,6 +122,9 @@ impl HostedEmailService {
         email: &str,
         callback_url: &str,
     ) -> Result<(), HostedEmailError> {
+        // One spelling per mailbox: the limits count it, the link goes to it, the user token
+        // names it.
+        let email = plain_email(email).ok_or(HostedEmailError::InvalidRequest)?;
         let to: lettre::message::Mailbox = email
             .parse::<lettre::Address>()
             .map(Into::into)
@@ -129,8 +132,8 @@ impl HostedEmailService {
         if !clients::callback_allowed(client, callback_url) {
             return Err(HostedEmailError::InvalidRequest);
         }
-        self.limits.admit(&client.name, email)?;
-        let (authtoken, key) = self.store_authtoken(client, email).await?;
+        self.limits.admit(&client.name, &email)?;
+        let (authtoken, key) = self.store_authtoken(client, &email).await?;
         let link = link_with_authtoken(callback_url, &authtoken);
         self.send_link(client, to, &link, &key).await
     }

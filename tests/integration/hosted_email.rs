@@ -604,3 +604,63 @@ fn an_email_that_cannot_be_sent_is_503_and_its_authtoken_is_not_kept() {
     );
     assert!(!logs.contains(PASSKEY_A), "the passkey reached the log");
 }
+
+#[test]
+fn planted_authtokens_and_unusual_addresses_are_refused_without_sending() {
+    // Issue 12, finding 8: a callback that already carries an authtoken put two in the link,
+    // the planted one first. Finding 9: quoted local parts counted apart from the plain
+    // address, and addresses lettre cannot send answered 503 and counted as a failed email.
+    let setup = start_with(
+        "emails_per_address_per_hour = 1",
+        r#"{ id = "old", key = "${KEY_OLD}" }"#,
+    );
+    let query = format!("?apiversion=5.4&passkey={PASSKEY_A}");
+    let planted = [
+        format!("{CALLBACK}?authtoken=planted"),
+        format!("{CALLBACK}?x=1&AuthToken=planted"),
+        format!("{CALLBACK}?%61uthtoken=planted"),
+    ];
+    for callback in &planted {
+        let body = json!({"email": "victim@example.com", "callbackUrl": callback});
+        let response = request_email(&setup.keyway, &query, &body);
+        assert_eq!(response.status(), 422, "{callback}");
+        assert_eq!(
+            envelope(&response.bytes().unwrap()).1,
+            "422-01",
+            "{callback}"
+        );
+    }
+    for email in [
+        "\"victim\"@example.com",
+        "\"vic\\tim\"@example.com",
+        "\"a b\"@example.com",
+        "\"<script>alert(1)</script>\"@example.com",
+        "v@[127.0.0.1]",
+        &format!("{}@example.com", "v".repeat(300)),
+    ] {
+        let body = json!({"email": email, "callbackUrl": CALLBACK});
+        let response = request_email(&setup.keyway, &query, &body);
+        assert_eq!(response.status(), 422, "{email}");
+        assert_eq!(envelope(&response.bytes().unwrap()).1, "422-01", "{email}");
+    }
+    // The plain address is counted once whatever its case: the second is over the limit.
+    let body = json!({"email": "victim@example.com", "callbackUrl": CALLBACK});
+    assert_eq!(request_email(&setup.keyway, &query, &body).status(), 202);
+    let body = json!({"email": "Victim@EXAMPLE.com", "callbackUrl": CALLBACK});
+    assert_eq!(request_email(&setup.keyway, &query, &body).status(), 429);
+    assert_eq!(setup.smtp.wait_for(1).len(), 1);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        setup.smtp.mails().len(),
+        1,
+        "only the plain request was sent"
+    );
+    let metrics = reqwest::blocking::get(setup.keyway.admin_url("/metrics"))
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        !metrics.contains(r#"keyway_emails_total{result="failed"}"#),
+        "{metrics}"
+    );
+}
