@@ -184,7 +184,10 @@ impl From<ConverseError> for GatewayError {
                 retry_after_seconds,
             },
             ConverseError::UnknownToken => GatewayError::NotFound,
-            ConverseError::DirectoryUnavailable => GatewayError::ServiceUnavailable,
+            ConverseError::DirectoryUnavailable | ConverseError::Busy => {
+                GatewayError::ServiceUnavailable
+            }
+            ConverseError::InvalidEmail => GatewayError::UnprocessableEntity,
             ConverseError::Store(error) => error.into(),
         }
     }

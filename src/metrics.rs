@@ -25,6 +25,7 @@ pub struct Metrics {
     jwks_refresh: IntCounterVec,
     jwks_last_success: GaugeVec,
     emails: IntCounterVec,
+    login_attempts: IntCounterVec,
 }
 
 impl Metrics {
@@ -82,6 +83,12 @@ impl Metrics {
             ),
             tokens_issued: counter(r, "keyway_tokens_issued_total", "Converse tokens created"),
             tokens_revoked: counter(r, "keyway_tokens_revoked_total", "Converse tokens deleted"),
+            login_attempts: counter_vec(
+                r,
+                "keyway_login_attempts_total",
+                "Converse logins by result (success, wrong: the password was checked; locked, busy, unavailable, invalid: it was not)",
+                &["result"],
+            ),
             emails: counter_vec(
                 r,
                 "keyway_emails_total",
@@ -174,6 +181,19 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
+    /// The login counters, resolved once.
+    pub fn login_series(&self) -> LoginSeries {
+        let series = |result: &str| self.login_attempts.with_label_values(&[result]);
+        LoginSeries {
+            success: series("success"),
+            wrong: series("wrong"),
+            locked: series("locked"),
+            busy: series("busy"),
+            unavailable: series("unavailable"),
+            invalid: series("invalid"),
+        }
+    }
+
     /// The verdict counters and duration histogram of one authenticator, resolved once.
     pub fn auth_series(&self, authenticator: &str) -> AuthSeries {
         let verdict = |result: &str| self.auth.with_label_values(&[authenticator, result]);
@@ -206,6 +226,17 @@ impl CacheSeries {
     pub fn observe(&self, hit: bool) {
         if hit { &self.hit } else { &self.miss }.inc();
     }
+}
+
+/// `keyway_login_attempts_total`, one counter per result.
+#[derive(Clone)]
+pub struct LoginSeries {
+    pub success: IntCounter,
+    pub wrong: IntCounter,
+    pub locked: IntCounter,
+    pub busy: IntCounter,
+    pub unavailable: IntCounter,
+    pub invalid: IntCounter,
 }
 
 /// `keyway_auth_total` and `keyway_auth_duration_seconds` of one authenticator.

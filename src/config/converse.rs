@@ -22,6 +22,7 @@ pub struct ConverseSettings {
     pub allow_non_expiring: bool,
     pub directory: DirectorySettings,
     pub max_concurrent_hashes: usize,
+    pub max_queued_hashes: usize,
     pub max_body_bytes: u64,
     pub purge_interval: Duration,
     pub lockout: LockoutSettings,
@@ -77,6 +78,7 @@ pub(super) fn compile_converse(
     };
     let hashes = checker.get(&key("max_concurrent_hashes"), raw.max_concurrent_hashes);
     let hashes = at_least_one(checker, "max_concurrent_hashes", hashes.map(|n| n as u64));
+    let queued = checker.get(&key("max_queued_hashes"), raw.max_queued_hashes);
     let body = checker.get(&key("max_body_bytes"), raw.max_body_bytes);
     let body = at_least_one(checker, "max_body_bytes", body);
     let purge = checker.get(&key("purge_interval_seconds"), raw.purge_interval_seconds);
@@ -98,6 +100,7 @@ pub(super) fn compile_converse(
         allow_non_expiring,
         directory: directory?,
         max_concurrent_hashes: hashes? as usize,
+        max_queued_hashes: queued?,
         max_body_bytes: body?,
         purge_interval: Duration::from_secs(purge?),
         lockout: lockout?,

@@ -234,6 +234,9 @@ pub struct RawConverse {
     /// Password hashes computed at once (each argon2id hash holds ~19 MiB).
     #[serde(default = "defaults::max_concurrent_hashes")]
     pub max_concurrent_hashes: Field<usize>,
+    /// Logins that may wait for a password check beyond those running; more are 503-01 at once.
+    #[serde(default = "defaults::max_queued_hashes")]
+    pub max_queued_hashes: Field<usize>,
     /// Largest body accepted by the token API.
     #[serde(default = "defaults::converse_body_bytes")]
     pub max_body_bytes: Field<u64>,
@@ -435,6 +438,7 @@ pub(super) mod defaults {
         directory: DirectoryKind = DirectoryKind::Static;
         directory_timeout_ms: u64 = 2_000;
         max_concurrent_hashes: usize = 4;
+        max_queued_hashes: usize = 64;
         converse_body_bytes: u64 = 16 * 1024;
         purge_interval_seconds: u64 = 60;
         lockout_failures: u32 = 5;

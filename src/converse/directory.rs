@@ -2,8 +2,8 @@
 //! service that already owns the users.
 
 use super::ConverseError;
-use super::password::PasswordChecker;
-use crate::config::converse::DirectorySettings;
+use super::password::{Busy, PasswordChecker};
+use crate::config::converse::{ConverseSettings, DirectorySettings};
 use std::collections::HashMap;
 use std::time::Duration;
 use tracing::warn;
@@ -35,8 +35,8 @@ enum Source {
 }
 
 impl Directory {
-    pub fn new(settings: &DirectorySettings, max_concurrent_hashes: usize) -> Self {
-        Directory(match settings {
+    pub fn new(settings: &ConverseSettings) -> Self {
+        Directory(match &settings.directory {
             DirectorySettings::Static(entries) => Source::Static {
                 users: entries
                     .iter()
@@ -48,7 +48,10 @@ impl Directory {
                         (entry.email.clone(), user)
                     })
                     .collect(),
-                checker: PasswordChecker::new(max_concurrent_hashes),
+                checker: PasswordChecker::new(
+                    settings.max_concurrent_hashes,
+                    settings.max_queued_hashes,
+                ),
             },
             DirectorySettings::Upstream { url, timeout } => Source::Upstream {
                 url: url.clone(),
@@ -69,7 +72,8 @@ impl Directory {
                 let user = users.get(email);
                 let matched = checker
                     .verify(password, user.map(|user| user.password_hash.as_str()))
-                    .await;
+                    .await
+                    .map_err(|Busy| ConverseError::Busy)?;
                 Ok(user.filter(|_| matched).map(|user| VerifiedUser {
                     email: email.to_owned(),
                     admin: user.admin,

@@ -12,11 +12,11 @@ pub mod password;
 
 use crate::cache::CredentialCache;
 use crate::config::{CacheSettings, ConverseSettings};
-use crate::identity::Principal;
-use crate::metrics::{CacheSeries, Metrics};
+use crate::identity::{MAX_EMAIL_BYTES, Principal};
+use crate::metrics::{CacheSeries, LoginSeries, Metrics};
 use crate::store::{Namespace, Record, SecretKey, Store, StoreError, get_json, now_ms};
-use directory::Directory;
-use lockout::{Gate, Lockout};
+use directory::{Directory, VerifiedUser};
+use lockout::Lockout;
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -45,6 +45,10 @@ pub enum ConverseError {
     UnknownToken,
     /// The upstream user directory could not answer: never "valid".
     DirectoryUnavailable,
+    /// More logins are waiting for a password check than may wait.
+    Busy,
+    /// An email longer than any address may be: refused before any work.
+    InvalidEmail,
     Store(StoreError),
 }
 
@@ -138,6 +142,7 @@ pub struct ConverseService {
     lockout: Lockout,
     metrics: Arc<Metrics>,
     cache_series: CacheSeries,
+    login_series: LoginSeries,
 }
 
 impl std::fmt::Debug for ConverseService {
@@ -161,12 +166,13 @@ impl ConverseService {
         metrics: Arc<Metrics>,
     ) -> Self {
         ConverseService {
-            directory: Directory::new(&settings.directory, settings.max_concurrent_hashes),
+            directory: Directory::new(&settings),
             lockout: Lockout::new(settings.lockout.clone()),
             cache: CredentialCache::new(cache.capacity, cache.ttl),
             settings,
             store,
             cache_series: metrics.cache_series(CACHE_NAME),
+            login_series: metrics.login_series(),
             metrics,
         }
     }
@@ -177,17 +183,9 @@ impl ConverseService {
 
     /// `POST /api/user/verify`: checks the password; with `create_token`, issues a token.
     pub async fn login(&self, login: Login<'_>) -> Result<Option<Uuid>, ConverseError> {
-        let account = login.email.trim().to_lowercase();
-        if let Gate::Locked { retry_after } = self.lockout.gate(&account, login.client_ip) {
-            return Err(ConverseError::Locked {
-                retry_after_seconds: retry_after.as_secs_f64().ceil().max(1.0) as u64,
-            });
-        }
-        let Some(user) = self.directory.verify(&account, login.password).await? else {
-            self.lockout.record_failure(&account, login.client_ip);
-            return Err(ConverseError::WrongCredentials);
-        };
-        self.lockout.record_success(&account);
+        let checked = self.check_password(&login).await;
+        self.count_login(&checked);
+        let user = checked?;
         if !login.create_token {
             return Ok(None);
         }
@@ -195,6 +193,45 @@ impl ConverseService {
             .issue(&user.email, login.lifetime, login.auto_renew)
             .await?;
         Ok(Some(token))
+    }
+
+    fn count_login(&self, checked: &Result<VerifiedUser, ConverseError>) {
+        let series = &self.login_series;
+        match checked {
+            Ok(_) => &series.success,
+            Err(ConverseError::WrongCredentials) => &series.wrong,
+            Err(ConverseError::Locked { .. }) => &series.locked,
+            Err(ConverseError::Busy) => &series.busy,
+            Err(ConverseError::InvalidEmail) => &series.invalid,
+            Err(_) => &series.unavailable,
+        }
+        .inc();
+    }
+
+    /// The password check of a login: counted against the account and the client before any
+    /// hashing, so a burst of guesses cannot outrun the lock.
+    async fn check_password(&self, login: &Login<'_>) -> Result<VerifiedUser, ConverseError> {
+        if login.email.len() > MAX_EMAIL_BYTES {
+            return Err(ConverseError::InvalidEmail);
+        }
+        let account = login.email.trim().to_lowercase();
+        let attempt = self
+            .lockout
+            .begin(&account, login.client_ip)
+            .map_err(|retry_after| ConverseError::Locked {
+                retry_after_seconds: retry_after.as_secs_f64().ceil().max(1.0) as u64,
+            })?;
+        // An error (directory down, queue full) drops the attempt: its slot is given back.
+        match self.directory.verify(&account, login.password).await? {
+            Some(user) => {
+                attempt.succeeded();
+                Ok(user)
+            }
+            None => {
+                attempt.failed();
+                Err(ConverseError::WrongCredentials)
+            }
+        }
     }
 
     async fn issue(

@@ -26,24 +26,34 @@ pub fn hash_password(password: &str) -> String {
 }
 
 /// Verifies passwords; at most `permits` hashes run at once, so a login flood cannot exhaust
-/// memory. Unknown accounts are checked against a dummy hash so they take as long as known ones.
+/// memory, and at most `queued` more wait for a turn: beyond that a login is refused at once
+/// rather than kept waiting without limit. Unknown accounts are checked against a dummy hash so
+/// they take as long as known ones.
 pub struct PasswordChecker {
     permits: Semaphore,
+    /// Places for the running and the waiting checks.
+    places: Semaphore,
     dummy: Arc<str>,
 }
 
+/// Every place in the queue is taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Busy;
+
 impl PasswordChecker {
-    pub fn new(permits: usize) -> Self {
+    pub fn new(permits: usize, queued: usize) -> Self {
         PasswordChecker {
             permits: Semaphore::new(permits),
+            places: Semaphore::new(permits + queued),
             dummy: hash_password("keyway dummy password, never valid").into(),
         }
     }
 
     /// True when `password` matches `phc`; with `None`, spends the same time and returns false.
-    pub async fn verify(&self, password: &str, phc: Option<&str>) -> bool {
+    pub async fn verify(&self, password: &str, phc: Option<&str>) -> Result<bool, Busy> {
+        let _place = self.places.try_acquire().map_err(|_| Busy)?;
         let Ok(_permit) = self.permits.acquire().await else {
-            return false;
+            return Ok(false);
         };
         let known = phc.is_some();
         let phc = self.hash_to_check(phc);
@@ -57,7 +67,7 @@ impl PasswordChecker {
         })
         .await
         .unwrap_or(false);
-        known && matched
+        Ok(known && matched)
     }
 
     /// The hash a login is checked against: the account's, or for an unknown account a dummy
@@ -76,13 +86,14 @@ mod tests {
         let phc = hash_password("password1");
         assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
         assert!(crate::config::converse::check_phc(&phc).is_ok());
-        let checker = PasswordChecker::new(1);
-        assert!(checker.verify("password1", Some(&phc)).await);
-        assert!(!checker.verify("password2", Some(&phc)).await);
-        assert!(
-            !checker
+        let checker = PasswordChecker::new(1, 0);
+        assert_eq!(checker.verify("password1", Some(&phc)).await, Ok(true));
+        assert_eq!(checker.verify("password2", Some(&phc)).await, Ok(false));
+        assert_eq!(
+            checker
                 .verify("keyway dummy password, never valid", None)
                 .await,
+            Ok(false),
             "the dummy never lets anyone in"
         );
         // An unknown account is checked against a hash with the same cost parameters.
@@ -93,5 +104,24 @@ mod tests {
             Params::try_from(&PasswordHash::new(&phc).unwrap()).unwrap()
         );
         assert_eq!(&*checker.hash_to_check(Some(&phc)), phc.as_str());
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_answers_at_once() {
+        let phc = hash_password("password1");
+        let checker = Arc::new(PasswordChecker::new(1, 1));
+        let running: Vec<_> = (0..2)
+            .map(|_| {
+                let (checker, phc) = (checker.clone(), phc.clone());
+                tokio::spawn(async move { checker.verify("password1", Some(&phc)).await })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        // One check runs and one waits: a third finds no place.
+        assert_eq!(checker.verify("password1", Some(&phc)).await, Err(Busy));
+        for check in running {
+            assert_eq!(check.await.unwrap(), Ok(true));
+        }
+        assert_eq!(checker.verify("password1", Some(&phc)).await, Ok(true));
     }
 }

@@ -591,3 +591,122 @@ fn tokens_and_passwords_never_reach_the_log() {
         );
     }
 }
+
+/// `count` logins sent at the same moment; their statuses.
+fn burst(keyway: &Keyway, count: usize, body: impl Fn(usize) -> serde_json::Value) -> Vec<u16> {
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(count));
+    let racers: Vec<_> = (0..count)
+        .map(|n| {
+            let (barrier, url, body) = (barrier.clone(), keyway.url("/api/user/verify"), body(n));
+            std::thread::spawn(move || {
+                let client = Client::new();
+                barrier.wait();
+                client
+                    .post(url)
+                    .json(&body)
+                    .send()
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            })
+        })
+        .collect();
+    racers
+        .into_iter()
+        .map(|racer| racer.join().unwrap())
+        .collect()
+}
+
+/// How many logins had their password checked.
+fn checked_logins(keyway: &Keyway) -> f64 {
+    let series = |result| format!(r#"keyway_login_attempts_total{{result="{result}"}}"#);
+    metric(keyway, &series("wrong")) + metric(keyway, &series("success"))
+}
+
+#[test]
+fn concurrent_guesses_never_outrun_the_lockout() {
+    // Issue 12, finding 1: the lock was checked before hashing and the failure recorded after,
+    // so 29 of 30 concurrent guesses for one account were checked (limit 5).
+    let (_backend, keyway, _dir) = start(
+        "max_queued_hashes = 200\n[converse.lockout]\nmax_failures = 5\nip_max_failures = 50\n\
+         base_seconds = 60\nmax_seconds = 60",
+    );
+    let statuses = burst(&keyway, 30, |_| json!({"email": USER, "password": "guess"}));
+    assert!(
+        statuses.iter().all(|status| [401, 429].contains(status)),
+        "{statuses:?}"
+    );
+    assert_eq!(
+        checked_logins(&keyway),
+        5.0,
+        "guesses checked for one account"
+    );
+    let right = json!({"email": USER, "password": PASSWORD});
+    assert_eq!(
+        login(&Client::new(), &keyway, &right).status(),
+        429,
+        "the account is locked"
+    );
+
+    // 70 guesses for other accounts from the same address: the client's limit is 50 failures,
+    // 5 of them already spent above.
+    let statuses = burst(
+        &keyway,
+        70,
+        |n| json!({"email": format!("nobody{n}@example.com"), "password": "guess"}),
+    );
+    assert!(
+        statuses.iter().all(|status| [401, 429].contains(status)),
+        "{statuses:?}"
+    );
+    assert_eq!(
+        checked_logins(&keyway),
+        50.0,
+        "guesses checked for one client"
+    );
+    let admin = json!({"email": ADMIN, "password": PASSWORD});
+    assert_eq!(
+        login(&Client::new(), &keyway, &admin).status(),
+        429,
+        "the client is locked"
+    );
+}
+
+#[test]
+fn an_overlong_email_is_refused_before_any_work() {
+    // Issue 12, finding 11: a 15 KB email was hashed, then kept as a lockout key.
+    let (_backend, keyway, _dir) = start("");
+    let email = format!("{}@example.com", "a".repeat(15 * 1024));
+    let response = login(
+        &Client::new(),
+        &keyway,
+        &json!({"email": email, "password": "guess"}),
+    );
+    assert_eq!(response.status(), 422);
+    assert_eq!(envelope(&response.bytes().unwrap()).1, "422-01");
+    assert_eq!(checked_logins(&keyway), 0.0, "no password was checked");
+    assert_eq!(
+        metric(&keyway, r#"keyway_login_attempts_total{result="invalid"}"#),
+        1.0
+    );
+}
+
+#[test]
+fn a_full_password_queue_answers_at_once() {
+    let (_backend, keyway, _dir) = start("max_concurrent_hashes = 1\nmax_queued_hashes = 1");
+    let statuses = burst(
+        &keyway,
+        12,
+        |n| json!({"email": format!("q{n}@example.com"), "password": "guess"}),
+    );
+    let busy = statuses.iter().filter(|status| **status == 503).count();
+    assert!(busy >= 1, "{statuses:?}");
+    assert!(
+        statuses.iter().all(|status| [401, 503].contains(status)),
+        "{statuses:?}"
+    );
+    assert_eq!(
+        metric(&keyway, r#"keyway_login_attempts_total{result="busy"}"#),
+        busy as f64
+    );
+}
