@@ -27,11 +27,7 @@ pub(super) fn record(session: &Session, ctx: &RequestCtx, metrics: &Metrics) {
     if !ctx.runtime.access_log {
         return;
     }
-    let path = request.uri.path();
-    let path = ctx
-        .route
-        .as_ref()
-        .map_or(path.into(), |matched| matched.loggable_path(path));
+    let path = loggable_path(session, ctx);
     info!(
         target: "keyway::access",
         request_id = ctx.request_id(),
@@ -46,4 +42,20 @@ pub(super) fn record(session: &Session, ctx: &RequestCtx, metrics: &Metrics) {
         client = session.client_addr().map(|addr| addr.to_string()),
         "request"
     );
+}
+
+/// The request's path as a log line may show it: without its query, and without a route's
+/// secret path tail.
+fn loggable_path<'a>(session: &'a Session, ctx: &RequestCtx) -> std::borrow::Cow<'a, str> {
+    let path = session.req_header().uri.path();
+    ctx.route
+        .as_ref()
+        .map_or(path.into(), |matched| matched.loggable_path(path))
+}
+
+/// The request as Pingora's error lines name it: method, loggable path and request id.
+pub(super) fn summary(session: &Session, ctx: &RequestCtx) -> String {
+    let method = method_label(&session.req_header().method);
+    let path = loggable_path(session, ctx);
+    format!("{method} {path}, request_id: {}", ctx.request_id())
 }

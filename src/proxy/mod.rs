@@ -187,8 +187,17 @@ impl ProxyHttp for Gateway {
         access_log::record(session, ctx, &self.metrics);
     }
 
-    fn suppress_error_log(&self, _session: &Session, ctx: &RequestCtx, _error: &Error) -> bool {
-        ctx.expected_failure
+    /// What Pingora's own error lines say about a request: never its query (it can carry
+    /// credentials) nor a secret path tail.
+    fn request_summary(&self, session: &Session, ctx: &RequestCtx) -> String {
+        access_log::summary(session, ctx)
+    }
+
+    /// keyway's own decisions, and failures the client caused (it went away, or sent a broken
+    /// body), are not faults: the access-log line records them, and a client cannot flood the
+    /// error log. Upstream failures are logged at error level.
+    fn suppress_error_log(&self, _session: &Session, ctx: &RequestCtx, error: &Error) -> bool {
+        ctx.expected_failure || *error.esource() == ErrorSource::Downstream
     }
 
     async fn fail_to_proxy(

@@ -124,3 +124,89 @@ auth = ["none"]
         );
     }
 }
+
+/// Credentials in every place a failure could print them.
+const SECRETS: [&str; 6] = [
+    "PK-SECRET-1",
+    "UT-SECRET-2",
+    "usr_SECRET3",
+    "CV-SECRET-4",
+    "AT-SECRET-5",
+    "BEARER-SECRET-6",
+];
+
+#[test]
+fn finding_2_failure_paths_log_no_query_and_no_credential() {
+    let down = crate::support::closed_port();
+    let routes = format!(
+        r#"
+[log]
+level = "trace"
+
+[upstreams.down]
+addresses = ["{down}"]
+
+[upstreams.sluggish]
+addresses = ["BACKEND"]
+read_timeout_ms = 300
+
+[[routes]]
+name = "down"
+path_prefix = "/down/"
+upstream = "down"
+auth = ["none"]
+
+[[routes]]
+name = "slow"
+path_prefix = "/sluggish/"
+upstream = "sluggish"
+auth = ["none"]
+{api}"#,
+        api = crate::support::API_ROUTE
+    );
+    let backend = Backend::start();
+    let routes = routes.replace("BACKEND", &backend.address.to_string());
+    let keyway = Keyway::start(&config(backend.address, &routes), &[]);
+    let query = format!(
+        "passkey={}&user={}&userInfoId={}&codeVerifier={}&authtoken={}",
+        SECRETS[0], SECRETS[1], SECRETS[2], SECRETS[3], SECRETS[4]
+    );
+    let head = |method: &str, path: &str, extra: &str| {
+        format!(
+            "{method} {path}?{query} HTTP/1.1\r\nHost: gateway.test\r\n\
+             Authorization: Bearer {}\r\n{extra}Connection: close\r\n\r\n",
+            SECRETS[5]
+        )
+    };
+    // 502: the upstream refuses; 504: it does not answer in time.
+    assert_eq!(
+        raw_http::send(keyway.proxy, head("GET", "/down/x", "").as_bytes()).status,
+        502
+    );
+    let slow = head("GET", "/sluggish/slow/2000", "");
+    assert_eq!(raw_http::send(keyway.proxy, slow.as_bytes()).status, 504);
+    // The client gives up half way through its body, and a body that is not valid chunking.
+    use std::io::Write;
+    let mut aborted = std::net::TcpStream::connect(keyway.proxy).unwrap();
+    let partial = head("POST", "/api/upload", "Content-Length: 1000\r\n");
+    aborted.write_all(partial.as_bytes()).unwrap();
+    aborted.write_all(b"only ten b").unwrap();
+    drop(aborted);
+    let broken =
+        head("POST", "/api/upload", "Transfer-Encoding: chunked\r\n") + "zz\r\nhello\r\n0\r\n\r\n";
+    let response = raw_http::send(keyway.proxy, broken.as_bytes());
+    assert!(response.status >= 400, "{response:?}");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let logs = keyway.logs();
+    assert!(
+        logs.contains("Fail to proxy"),
+        "the failures were logged:\n{logs}"
+    );
+    for secret in SECRETS {
+        assert!(!logs.contains(secret), "{secret} reached the log:\n{logs}");
+    }
+    assert!(
+        !logs.contains("passkey="),
+        "a query reached the log:\n{logs}"
+    );
+}
