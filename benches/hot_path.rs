@@ -13,7 +13,7 @@ use keyway::auth::{self, AuthChain, Instrumented};
 use keyway::config::{RouteSpec, Settings, TargetSpec};
 use keyway::converse::{ConverseService, Lifetime, Login};
 use keyway::error::{GatewayError, render_envelope};
-use keyway::headers::HeaderPolicy;
+use keyway::headers::{Forwarding, HeaderPolicy};
 use keyway::http_policy::check_request_target;
 use keyway::identity::{AuthKind, Principal, TenantScope};
 use keyway::metrics::Metrics;
@@ -188,10 +188,15 @@ fn benches(c: &mut Criterion) {
     let principal = Principal::anonymous();
     let request_id = HeaderValue::from_static("8e033668-9f1a-11ec-b909-0242ac120002");
     let request = client_request();
+    let forwarding = Forwarding {
+        chain: Some("10.0.0.1".to_owned()),
+        proto: "http",
+        host: Some("gateway.example.com"),
+    };
     c.bench_function("header_strip_inject", |b| {
         b.iter_batched(
             || request.clone(),
-            |mut request| policy.apply(&mut request, &request_id, &principal),
+            |mut request| policy.apply(&mut request, &request_id, &principal, &forwarding),
             criterion::BatchSize::SmallInput,
         )
     });

@@ -75,6 +75,12 @@ pub fn build(settings: &Settings, metrics: &Arc<Metrics>) -> Result<Built, Build
         runtime: Runtime {
             routes,
             access_log: settings.log.access_log,
+            trusted_proxies: settings.server.trusted_proxies.clone(),
+            scheme: if settings.server.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            },
         },
         readiness: provider_keys
             .iter()

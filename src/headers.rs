@@ -21,13 +21,34 @@ pub fn new_request_id() -> HeaderValue {
     HeaderValue::from_str(id).expect("a UUID is a valid header value")
 }
 
-/// Hop-by-hop or proxy-only headers that never go upstream.
-const HOP_BY_HOP: [&str; 4] = [
+/// Hop-by-hop or proxy-only headers that never go upstream, and what a client could claim
+/// about its origin: keyway writes `X-Forwarded-*` itself, from what it can vouch for.
+const NEVER_FORWARDED: [&str; 9] = [
     "keep-alive",
     "proxy-connection",
     "proxy-authorization",
     "te",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "forwarded",
+    "x-real-ip",
 ];
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Where a request came from, as keyway tells the upstream.
+#[derive(Debug)]
+pub struct Forwarding<'a> {
+    /// `X-Forwarded-For`: the client, trusted hops, the peer (`None` off TCP).
+    pub chain: Option<String>,
+    /// `X-Forwarded-Proto`.
+    pub proto: &'a str,
+    /// `X-Forwarded-Host`: the host the client asked for.
+    pub host: Option<&'a str>,
+}
 
 /// What one route does to request headers, compiled at start-up.
 #[derive(Debug, Default, Clone)]
@@ -57,7 +78,7 @@ impl HeaderPolicy {
         names.extend(
             [REQUEST_ID.as_str()]
                 .into_iter()
-                .chain(HOP_BY_HOP)
+                .chain(NEVER_FORWARDED)
                 .map(normalise_name),
         );
         names.sort_unstable();
@@ -82,12 +103,14 @@ impl HeaderPolicy {
             .any(|protected| same_header(name, protected))
     }
 
-    /// Rewrites an upstream request: strip, then set the request id, credentials and identity.
+    /// Rewrites an upstream request: strip, then set the request id, the origin, credentials
+    /// and identity.
     pub fn apply(
         &self,
         request: &mut RequestHeader,
         request_id: &HeaderValue,
         principal: &Principal,
+        forwarding: &Forwarding<'_>,
     ) {
         let keep_upgrade = strip_connection_nominees(request);
         let doomed: Vec<HeaderName> = request
@@ -107,6 +130,7 @@ impl HeaderPolicy {
             );
         }
         insert(request, REQUEST_ID, request_id.clone());
+        forwarding.apply(request);
         for (name, value) in &self.inject {
             insert(request, name.clone(), value.clone());
         }
@@ -116,6 +140,21 @@ impl HeaderPolicy {
                 .and_then(|text| HeaderValue::try_from(text).ok());
             if let Some(value) = value {
                 insert(request, name.clone(), value);
+            }
+        }
+    }
+}
+
+impl Forwarding<'_> {
+    fn apply(&self, request: &mut RequestHeader) {
+        let values = [
+            (X_FORWARDED_FOR, self.chain.as_deref()),
+            (X_FORWARDED_PROTO, Some(self.proto)),
+            (X_FORWARDED_HOST, self.host),
+        ];
+        for (name, value) in values {
+            if let Some(value) = value.and_then(|text| HeaderValue::from_str(text).ok()) {
+                insert(request, name, value);
             }
         }
     }
@@ -198,7 +237,20 @@ mod tests {
         request
             .append_header("X-Auth-Email", "spoofed@example.com")
             .unwrap();
-        policy().apply(&mut request, &HeaderValue::from_static("rid"), &principal);
+        request.append_header("X-Forwarded-For", "6.6.6.6").unwrap();
+        request.append_header("X_Real_IP", "6.6.6.6").unwrap();
+        request.append_header("Forwarded", "for=6.6.6.6").unwrap();
+        let forwarding = Forwarding {
+            chain: Some("203.0.113.9, 127.0.0.1".to_owned()),
+            proto: "https",
+            host: Some("gateway.test"),
+        };
+        policy().apply(
+            &mut request,
+            &HeaderValue::from_static("rid"),
+            &principal,
+            &forwarding,
+        );
         let emails: Vec<_> = request.headers.get_all("x-auth-email").iter().collect();
         assert_eq!(emails, vec!["a@example.com"]);
         let values: Vec<_> = request.headers.get_all("asapp-api-secret").iter().collect();
@@ -209,15 +261,30 @@ mod tests {
         assert!(request.headers.get("connection").is_none());
         assert_eq!(request.headers.get("x-request-id").unwrap(), "rid");
         assert_eq!(request.headers.get("x-other").unwrap(), "stays");
+        let forwarded_for: Vec<_> = request.headers.get_all("x-forwarded-for").iter().collect();
+        assert_eq!(forwarded_for, vec!["203.0.113.9, 127.0.0.1"]);
+        assert_eq!(request.headers.get("x-forwarded-proto").unwrap(), "https");
+        assert_eq!(
+            request.headers.get("x-forwarded-host").unwrap(),
+            "gateway.test"
+        );
+        assert!(request.headers.get("forwarded").is_none());
+        assert!(request.headers.get("x_real_ip").is_none());
     }
 
     #[test]
     fn injected_values_are_sensitive_in_debug_output() {
         let mut request = RequestHeader::build("GET", b"/", None).unwrap();
+        let forwarding = Forwarding {
+            chain: None,
+            proto: "http",
+            host: None,
+        };
         policy().apply(
             &mut request,
             &HeaderValue::from_static("rid"),
             &Principal::anonymous(),
+            &forwarding,
         );
         assert!(!format!("{request:?}").contains("configured"));
     }

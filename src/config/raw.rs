@@ -56,6 +56,9 @@ pub struct RawServer {
     /// Idle keep-alive connections kept per upstream pool.
     #[serde(default = "defaults::upstream_keepalive_pool_size")]
     pub upstream_keepalive_pool_size: Field<usize>,
+    /// Proxies (CIDRs or addresses) whose `X-Forwarded-For` is believed.
+    #[serde(default = "empty")]
+    pub trusted_proxies: List<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

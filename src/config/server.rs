@@ -1,7 +1,8 @@
 //! `[server]`, `[admin]`, `[log]`, `[store]` and `[cache]`: the process-wide settings.
 
-use super::field::Checker;
+use super::field::{Checker, List};
 use super::raw::{RawAdmin, RawCache, RawLog, RawServer, RawStore, StoreBackend};
+use ipnet::IpNet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -14,6 +15,8 @@ pub struct ServerSettings {
     pub grace_period: Duration,
     pub max_body_bytes: u64,
     pub upstream_keepalive_pool_size: usize,
+    /// Peers whose `X-Forwarded-For` is believed (empty: none).
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 #[derive(Debug, Clone)]
@@ -82,6 +85,7 @@ pub(super) fn compile_server(
         "server.upstream_keepalive_pool_size",
         raw.upstream_keepalive_pool_size,
     );
+    let trusted_proxies = compile_trusted_proxies(raw.trusted_proxies, checker);
     let tls = match raw.tls {
         None => Some(None),
         Some(tls) => {
@@ -100,7 +104,25 @@ pub(super) fn compile_server(
         grace_period: Duration::from_secs(grace?),
         max_body_bytes: max_body_bytes?,
         upstream_keepalive_pool_size: pool?,
+        trusted_proxies: trusted_proxies?,
     })
+}
+
+/// `["10.0.0.0/8", "192.0.2.7", "::1"]`: networks, or single addresses.
+fn compile_trusted_proxies(raw: List<String>, checker: &mut Checker) -> Option<Vec<IpNet>> {
+    let written = checker.list("server.trusted_proxies", raw)?;
+    let networks: Vec<Option<IpNet>> = written
+        .iter()
+        .enumerate()
+        .map(|(index, text)| {
+            let parsed = text
+                .parse::<IpNet>()
+                .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map_err(|_| format!("{text:?} is not a network (CIDR) or an address"));
+            checker.check(format!("server.trusted_proxies[{index}]"), parsed)
+        })
+        .collect();
+    networks.into_iter().collect()
 }
 
 pub(super) fn compile_admin(

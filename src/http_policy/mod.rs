@@ -9,6 +9,7 @@
 //! unreserved characters (`%2e`, `%61`, …). What remains decodes to the same segments it was
 //! matched on, so a prefix route can be neither reached nor escaped by encoding tricks.
 
+pub mod forwarded;
 pub mod params;
 pub mod strict_json;
 

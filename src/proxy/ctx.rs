@@ -5,6 +5,7 @@ use super::credential_params::ForwardRewrite;
 use super::upstream_errors::ErrorBodyRewrite;
 use crate::error::GatewayError;
 use crate::headers::new_request_id;
+use crate::http_policy::forwarded::ClientChain;
 use crate::identity::Principal;
 use crate::lifecycle::InFlightGuard;
 use crate::routing::{Route, RouteTarget};
@@ -21,6 +22,8 @@ pub struct RequestCtx {
     pub request_id: HeaderValue,
     pub started: Instant,
     pub route: Option<Arc<Route>>,
+    /// Who the client is (forwarded-for aware); `None` before admission or off TCP.
+    pub client: Option<ClientChain>,
     pub principal: Option<Principal>,
     /// An error keyway decided on, for `fail_to_proxy` to render instead of guessing.
     pub failure: Option<GatewayError>,
@@ -46,6 +49,7 @@ impl RequestCtx {
             request_id: new_request_id(),
             started: Instant::now(),
             route: None,
+            client: None,
             principal: None,
             failure: None,
             expected_failure: false,

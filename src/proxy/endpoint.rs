@@ -23,7 +23,7 @@ pub(super) async fn serve(
         headers: &request.headers,
         body,
         principal,
-        client_ip: super::request::client_ip(session),
+        client_ip: ctx.client.as_ref().map(|chain| chain.client),
     };
     let response = endpoint.serve(endpoint_request).await?;
     OwnResponse::json(response.status, response.body.as_ref())

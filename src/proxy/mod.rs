@@ -35,6 +35,10 @@ pub struct Runtime {
     pub routes: RouteTable,
     /// Whether each request writes an access-log line.
     pub access_log: bool,
+    /// Peers whose `X-Forwarded-For` (and `X-Forwarded-Proto`/`-Host`) is believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// `https` when the listeners speak TLS, else `http`: `X-Forwarded-Proto` upstream.
+    pub scheme: &'static str,
 }
 
 /// The proxy service: the current runtime behind one pointer, and the process-wide parts.
@@ -123,14 +127,15 @@ impl ProxyHttp for Gateway {
 
     async fn upstream_request_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         if let (Some(route), Some(principal)) = (&ctx.route, &ctx.principal) {
+            let forwarding = request::forwarding(session, ctx);
             route
                 .headers
-                .apply(upstream_request, &ctx.request_id, principal);
+                .apply(upstream_request, &ctx.request_id, principal, &forwarding);
         }
         credential_params::apply_to_head(&ctx.rewrite, upstream_request)
     }

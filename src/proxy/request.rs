@@ -4,6 +4,8 @@ use super::credential_params;
 use super::ctx::RequestCtx;
 use crate::auth::AuthRequest;
 use crate::error::GatewayError;
+use crate::headers::Forwarding;
+use crate::http_policy::forwarded::{self, ClientChain, X_FORWARDED_FOR};
 use crate::http_policy::params::Parameters;
 use crate::http_policy::{check_request_target, is_disguised_framing_header, route_host};
 use crate::routing::{Route, RouteMatch};
@@ -15,6 +17,7 @@ use tracing::debug;
 
 /// Decides whether a request may go upstream; on `Ok` the route and principal are in `ctx`.
 pub(super) async fn admit(session: &mut Session, ctx: &mut RequestCtx) -> Result<(), GatewayError> {
+    ctx.client = client_chain(session, ctx);
     refuse_disguised_framing(session.req_header(), ctx)?;
     let route = match_route(session.req_header(), ctx)?;
     ctx.route = Some(route.clone());
@@ -40,12 +43,44 @@ pub(super) async fn admit(session: &mut Session, ctx: &mut RequestCtx) -> Result
     Ok(())
 }
 
-/// The client's IP address, when it connected over TCP.
-pub(super) fn client_ip(session: &Session) -> Option<std::net::IpAddr> {
-    session
-        .client_addr()
-        .and_then(|addr| addr.as_inet())
-        .map(|addr| addr.ip())
+/// The client and the trusted proxies before keyway, when it connected over TCP.
+fn client_chain(session: &Session, ctx: &RequestCtx) -> Option<ClientChain> {
+    let peer = session.client_addr()?.as_inet()?.ip();
+    let forwarded_for = session
+        .req_header()
+        .headers
+        .get_all(X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|value| value.to_str().ok());
+    Some(forwarded::client_chain(
+        peer,
+        forwarded_for,
+        &ctx.runtime.trusted_proxies,
+    ))
+}
+
+/// What the upstream is told of the request's origin: the client chain, and the scheme and
+/// host the client used (as a trusted proxy reported them, or as keyway saw them).
+pub(super) fn forwarding<'a>(session: &'a Session, ctx: &'a RequestCtx) -> Forwarding<'a> {
+    let request = session.req_header();
+    let from_trusted_proxy = ctx
+        .client
+        .as_ref()
+        .is_some_and(|chain| chain.hops.len() > 1);
+    let reported = |name: &str| {
+        let value = request.headers.get(name)?.to_str().ok()?;
+        from_trusted_proxy.then_some(value)
+    };
+    Forwarding {
+        chain: ctx.client.as_ref().map(ClientChain::header_value),
+        proto: reported("x-forwarded-proto").unwrap_or(ctx.runtime.scheme),
+        host: reported("x-forwarded-host").or_else(|| {
+            request
+                .headers
+                .get(header::HOST)
+                .and_then(|host| host.to_str().ok())
+        }),
+    }
 }
 
 /// `Transfer_Encoding`, `Content_Length` and the like: a server behind keyway that folds `_`

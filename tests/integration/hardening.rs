@@ -210,3 +210,88 @@ auth = ["none"]
         "a query reached the log:\n{logs}"
     );
 }
+
+/// A converse config whose lockout locks a client after 3 failures, with `server_extra` in
+/// `[server]` and a public route to see what reaches the upstream.
+fn lockout_config(backend: &Backend, dir: &tempfile::TempDir, server_extra: &str) -> String {
+    let converse = "[converse.lockout]\nmax_failures = 100\nip_max_failures = 3\nbase_seconds = 60";
+    crate::support::converse::config(backend.address, &dir.path().join("k.db"), converse).replace(
+        "grace_period_seconds = 10",
+        &format!("grace_period_seconds = 10\n{server_extra}"),
+    ) + crate::support::API_ROUTE
+}
+
+/// A wrong login for `account` that claims to come from `forwarded_for`.
+fn wrong_login(keyway: &Keyway, account: &str, forwarded_for: &str) -> u16 {
+    let body = serde_json::json!({"email": account, "password": "guess"});
+    reqwest::blocking::Client::new()
+        .post(keyway.url("/api/user/verify"))
+        .header("X-Forwarded-For", forwarded_for)
+        .json(&body)
+        .send()
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[test]
+fn behind_a_trusted_proxy_the_per_ip_lockout_counts_the_forwarded_client() {
+    let backend = Backend::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = lockout_config(&backend, &dir, r#"trusted_proxies = ["127.0.0.1/32"]"#);
+    let keyway = Keyway::start(&config, &[]);
+    for n in 0..3 {
+        assert_eq!(
+            wrong_login(&keyway, &format!("a{n}@example.com"), "203.0.113.7"),
+            401
+        );
+    }
+    assert_eq!(wrong_login(&keyway, "a9@example.com", "203.0.113.7"), 429);
+    // What the client writes left of the address the proxy saw proves nothing.
+    assert_eq!(
+        wrong_login(&keyway, "a9@example.com", "203.0.113.8, 203.0.113.7"),
+        429
+    );
+    // Another client behind the same proxy is not locked.
+    assert_eq!(wrong_login(&keyway, "b0@example.com", "203.0.113.8"), 401);
+
+    let response = reqwest::blocking::Client::new()
+        .get(keyway.url("/api/x"))
+        .header("X-Forwarded-For", "6.6.6.6, 203.0.113.7")
+        .header("X-Forwarded-Proto", "https")
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let seen = backend.only("/api/x");
+    assert_eq!(
+        seen.values("x-forwarded-for"),
+        vec!["203.0.113.7, 127.0.0.1"]
+    );
+    assert_eq!(seen.values("x-forwarded-proto"), vec!["https"]);
+}
+
+#[test]
+fn from_an_untrusted_peer_a_forged_forwarded_for_is_ignored() {
+    let backend = Backend::start();
+    let dir = tempfile::tempdir().unwrap();
+    let keyway = Keyway::start(&lockout_config(&backend, &dir, ""), &[]);
+    for n in 0..3 {
+        let forged = format!("198.51.100.{n}");
+        assert_eq!(
+            wrong_login(&keyway, &format!("c{n}@example.com"), &forged),
+            401
+        );
+    }
+    assert_eq!(wrong_login(&keyway, "c9@example.com", "198.51.100.99"), 429);
+
+    let request = "GET /api/x HTTP/1.1\r\nHost: gateway.test:8080\r\nX-Forwarded-For: 6.6.6.6\r\n\
+                   X-Forwarded-Proto: https\r\nX-Forwarded-Host: evil.test\r\n\
+                   Forwarded: for=6.6.6.6\r\nX-Real-IP: 6.6.6.6\r\nConnection: close\r\n\r\n";
+    assert_eq!(raw_http::send(keyway.proxy, request.as_bytes()).status, 200);
+    let seen = backend.only("/api/x");
+    assert_eq!(seen.values("x-forwarded-for"), vec!["127.0.0.1"]);
+    assert_eq!(seen.values("x-forwarded-proto"), vec!["http"]);
+    assert_eq!(seen.values("x-forwarded-host"), vec!["gateway.test:8080"]);
+    assert!(seen.values("forwarded").is_empty());
+    assert!(seen.values("x-real-ip").is_empty());
+}
