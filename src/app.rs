@@ -4,24 +4,26 @@
 use crate::admin::AdminApp;
 use crate::build::{Built, build};
 use crate::config::{Settings, TlsFiles};
+use crate::edge::Edge;
 use crate::lifecycle::{Lifecycle, LifecycleService};
 use crate::listeners::ListenAddress;
 use crate::metrics::Metrics;
 use crate::proxy::Gateway;
 use pingora::listeners::tls::TlsSettings;
 use pingora::prelude::*;
-use pingora::proxy::http_proxy_service_with_name;
+use pingora::proxy::http_proxy;
 use pingora::server::configuration::ServerConf;
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 use std::sync::Arc;
-use tracing::info;
+use tracing::{info, warn};
 
 /// Runtime shutdown timeout after the drain: tasks still running then are cancelled.
 const RUNTIME_SHUTDOWN_SECONDS: u64 = 5;
 
 /// Starts keyway and serves until SIGTERM (graceful) or SIGINT (immediate). Never returns.
 pub fn run(settings: Settings) -> Result<std::convert::Infallible, Box<dyn std::error::Error>> {
+    raise_open_file_limit(settings.server.clients.max_connections);
     let proxy_addresses = settings
         .server
         .listen
@@ -49,7 +51,12 @@ pub fn run(settings: Settings) -> Result<std::convert::Infallible, Box<dyn std::
     } = build(&settings, &metrics)?;
     let lifecycle = Arc::new(Lifecycle::new(readiness));
     let gateway = Gateway::new(runtime, metrics.clone(), lifecycle.clone());
-    let mut proxy = http_proxy_service_with_name(&server.configuration, gateway, "keyway proxy");
+    let edge = Edge::new(
+        http_proxy(&server.configuration, gateway),
+        settings.server.clients.clone(),
+        &metrics,
+    );
+    let mut proxy = Service::new("keyway proxy".to_owned(), edge);
     for address in &proxy_addresses {
         add_listener(&mut proxy, address, settings.server.tls.as_ref())?;
     }
@@ -89,6 +96,23 @@ pub fn run(settings: Settings) -> Result<std::convert::Infallible, Box<dyn std::
     info!(proxy = proxy_list.join(","), admin = %admin_address.address, "listening");
     // `proxy_addresses` and `admin_address` hold port reservations: keep them alive until exit.
     server.run_forever()
+}
+
+/// Every connection is a file: the soft limit (often 1024) is raised to the hard one, so that
+/// `max_connections` clients and the upstream pools fit.
+fn raise_open_file_limit(max_connections: usize) {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => {
+            info!(open_files = limit, "open-file limit");
+            if (limit as usize) < max_connections + 256 {
+                warn!(
+                    open_files = limit,
+                    max_connections, "the open-file limit is below max_connections + 256"
+                );
+            }
+        }
+        Err(error) => warn!(%error, "could not raise the open-file limit"),
+    }
 }
 
 fn add_listener<A>(

@@ -33,8 +33,13 @@ pub enum GatewayError {
     NotFound,
     /// 405-01: the route exists but not for this method.
     MethodNotAllowed { allow: HeaderValue },
+    /// 408-01: the request head or body did not arrive in time.
+    RequestTimeout,
     /// 413-01: request body over the route's `max_body_bytes`.
     PayloadTooLarge,
+    /// 431-01: a request head larger than `server.max_header_bytes` or with more than
+    /// `server.max_headers` headers.
+    HeadersTooLarge,
     /// 422-01: well-formed JSON with a field of the wrong type or range.
     UnprocessableEntity,
     /// 429-01: too many failed attempts; try again after this many seconds.
@@ -59,6 +64,8 @@ impl GatewayError {
             GatewayError::Forbidden => StatusCode::FORBIDDEN,
             GatewayError::NotFound => StatusCode::NOT_FOUND,
             GatewayError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            GatewayError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            GatewayError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             GatewayError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::UnprocessableEntity => StatusCode::UNPROCESSABLE_ENTITY,
             GatewayError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -79,6 +86,8 @@ impl GatewayError {
             GatewayError::Forbidden => "403-01",
             GatewayError::NotFound => "404-01",
             GatewayError::MethodNotAllowed { .. } => "405-01",
+            GatewayError::RequestTimeout => "408-01",
+            GatewayError::HeadersTooLarge => "431-01",
             GatewayError::PayloadTooLarge => "413-01",
             GatewayError::UnprocessableEntity => "422-01",
             GatewayError::TooManyRequests { .. } => "429-01",
@@ -101,6 +110,8 @@ impl GatewayError {
             GatewayError::Forbidden => "Forbidden Response",
             GatewayError::NotFound => "Not Found",
             GatewayError::MethodNotAllowed { .. } => "Method Not Allowed",
+            GatewayError::RequestTimeout => "Request Timeout",
+            GatewayError::HeadersTooLarge => "Request Header Fields Too Large",
             GatewayError::PayloadTooLarge => "Payload Too Large",
             GatewayError::UnprocessableEntity => "Unprocessable Entity",
             GatewayError::TooManyRequests { .. } => "Too Many Requests",
@@ -147,7 +158,8 @@ impl GatewayError {
                 _ => GatewayError::BadGateway,
             }),
             ErrorSource::Downstream => match etype {
-                ReadError | WriteError | ConnectionClosed => None,
+                ReadError | WriteError | ConnectionClosed | WriteTimedout => None,
+                ReadTimedout => Some(GatewayError::RequestTimeout),
                 _ => Some(GatewayError::BadRequest),
             },
             ErrorSource::Internal | ErrorSource::Unset => Some(GatewayError::Internal),

@@ -21,7 +21,7 @@
 //! ```text
 //! app
 //! build
-//! admin
+//! admin edge
 //! proxy
 //! routing
 //! auth endpoints
@@ -38,7 +38,9 @@
 //! ```
 //!
 //! - `app`: the Pingora server (listeners, services, signals); `build`: settings -> runtime.
-//! - `admin`: `/metrics`, `/healthz`, `/readyz`; `proxy`: the `ProxyHttp` hooks in phase order.
+//! - `admin`: `/metrics`, `/healthz`, `/readyz`; `edge`: client connections (how many, how long
+//!   and how large a request head) before the proxy; `proxy`: the `ProxyHttp` hooks in phase
+//!   order.
 //! - `routing`: route matching over routes that hold resolved handles; `auth`: the
 //!   authenticators and the any-of rule; `endpoints`: the built-in APIs.
 //! - `headers`: strip and inject; `upstream`: peers and timeouts; `error`: the one error type,
@@ -56,6 +58,7 @@ pub mod build;
 pub mod cache;
 pub mod config;
 pub mod converse;
+pub mod edge;
 pub mod endpoints;
 pub mod error;
 pub mod exchange;

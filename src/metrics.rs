@@ -1,8 +1,8 @@
 //! Prometheus metrics: one registry per keyway instance, rendered by the admin listener.
 
 use prometheus::{
-    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts,
-    Registry, TextEncoder,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Opts, Registry, TextEncoder,
 };
 use std::time::Duration;
 
@@ -26,6 +26,8 @@ pub struct Metrics {
     jwks_last_success: GaugeVec,
     emails: IntCounterVec,
     login_attempts: IntCounterVec,
+    client_connections: IntGauge,
+    connections_refused: IntCounterVec,
 }
 
 impl Metrics {
@@ -83,6 +85,21 @@ impl Metrics {
             ),
             tokens_issued: counter(r, "keyway_tokens_issued_total", "Converse tokens created"),
             tokens_revoked: counter(r, "keyway_tokens_revoked_total", "Converse tokens deleted"),
+            client_connections: {
+                let gauge = IntGauge::new(
+                    "keyway_client_connections",
+                    "Client connections open on the proxy listeners",
+                )
+                .expect("valid metric");
+                r.register(Box::new(gauge.clone())).expect("unique metric");
+                gauge
+            },
+            connections_refused: counter_vec(
+                r,
+                "keyway_client_connections_closed_total",
+                "Client connections answered and closed by keyway itself, by reason (limit, slow_header, large_header)",
+                &["reason"],
+            ),
             login_attempts: counter_vec(
                 r,
                 "keyway_login_attempts_total",
@@ -179,6 +196,16 @@ impl Metrics {
         self.upstream_duration
             .with_label_values(&[upstream])
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// The open-connection gauge of the proxy listeners.
+    pub fn client_connections(&self) -> IntGauge {
+        self.client_connections.clone()
+    }
+
+    /// The counter of connections keyway closed for `reason`, resolved once.
+    pub fn connections_closed(&self, reason: &str) -> IntCounter {
+        self.connections_refused.with_label_values(&[reason])
     }
 
     /// The login counters, resolved once.

@@ -21,7 +21,8 @@ pub use hosted_email::HostedEmailSettings;
 pub use identity::{ExchangeSettings, ProviderSettings};
 pub use routes::{CredentialSet, RouteSpec, TargetSpec, UpstreamSpec};
 pub use server::{
-    AdminSettings, CacheSettings, LogSettings, ServerSettings, StoreSettings, TlsFiles,
+    AdminSettings, CacheSettings, ClientLimits, LogSettings, ServerSettings, StoreSettings,
+    TlsFiles,
 };
 
 use field::Checker;

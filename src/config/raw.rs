@@ -59,6 +59,27 @@ pub struct RawServer {
     /// Proxies (CIDRs or addresses) whose `X-Forwarded-For` is believed.
     #[serde(default = "empty")]
     pub trusted_proxies: List<String>,
+    /// Longest time a request head may take to arrive, from its first byte.
+    #[serde(default = "defaults::header_timeout_ms")]
+    pub header_timeout_ms: Field<u64>,
+    /// Longest idle time of a kept-alive client connection between requests.
+    #[serde(default = "defaults::keepalive_timeout_ms")]
+    pub keepalive_timeout_ms: Field<u64>,
+    /// Longest wait for each read of a request body.
+    #[serde(default = "defaults::body_timeout_ms")]
+    pub body_timeout_ms: Field<u64>,
+    /// Longest wait for each write to the client.
+    #[serde(default = "defaults::downstream_write_timeout_ms")]
+    pub write_timeout_ms: Field<u64>,
+    /// Largest request head (request line and headers).
+    #[serde(default = "defaults::max_header_bytes")]
+    pub max_header_bytes: Field<usize>,
+    /// Most headers in a request.
+    #[serde(default = "defaults::max_headers")]
+    pub max_headers: Field<usize>,
+    /// Most client connections open at once; more are answered 503-01 and closed.
+    #[serde(default = "defaults::max_connections")]
+    pub max_connections: Field<usize>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -426,6 +447,13 @@ pub(super) mod defaults {
         grace_period_seconds: u64 = 30;
         max_body_bytes: u64 = 1024 * 1024;
         upstream_keepalive_pool_size: usize = 128;
+        header_timeout_ms: u64 = 10_000;
+        keepalive_timeout_ms: u64 = 60_000;
+        body_timeout_ms: u64 = 30_000;
+        downstream_write_timeout_ms: u64 = 30_000;
+        max_header_bytes: usize = 64 * 1024;
+        max_headers: usize = 100;
+        max_connections: usize = 10_000;
         log_level: String = "info".to_owned();
         store_backend: StoreBackend = StoreBackend::Sqlite;
         store_path: String = "data/keyway.db".to_owned();

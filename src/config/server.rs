@@ -1,6 +1,6 @@
 //! `[server]`, `[admin]`, `[log]`, `[store]` and `[cache]`: the process-wide settings.
 
-use super::field::{Checker, List};
+use super::field::{Checker, Field, List};
 use super::raw::{RawAdmin, RawCache, RawLog, RawServer, RawStore, StoreBackend};
 use ipnet::IpNet;
 use std::net::SocketAddr;
@@ -17,6 +17,19 @@ pub struct ServerSettings {
     pub upstream_keepalive_pool_size: usize,
     /// Peers whose `X-Forwarded-For` is believed (empty: none).
     pub trusted_proxies: Vec<IpNet>,
+    pub clients: ClientLimits,
+}
+
+/// What a client connection may take: time, bytes, and how many at once.
+#[derive(Debug, Clone)]
+pub struct ClientLimits {
+    pub header_timeout: Duration,
+    pub keepalive_timeout: Duration,
+    pub body_timeout: Duration,
+    pub write_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -86,6 +99,16 @@ pub(super) fn compile_server(
         raw.upstream_keepalive_pool_size,
     );
     let trusted_proxies = compile_trusted_proxies(raw.trusted_proxies, checker);
+    let limits = RawClientLimits {
+        header_timeout_ms: raw.header_timeout_ms,
+        keepalive_timeout_ms: raw.keepalive_timeout_ms,
+        body_timeout_ms: raw.body_timeout_ms,
+        write_timeout_ms: raw.write_timeout_ms,
+        max_header_bytes: raw.max_header_bytes,
+        max_headers: raw.max_headers,
+        max_connections: raw.max_connections,
+    };
+    let clients = compile_client_limits(limits, checker);
     let tls = match raw.tls {
         None => Some(None),
         Some(tls) => {
@@ -105,6 +128,57 @@ pub(super) fn compile_server(
         max_body_bytes: max_body_bytes?,
         upstream_keepalive_pool_size: pool?,
         trusted_proxies: trusted_proxies?,
+        clients: clients?,
+    })
+}
+
+/// The client limit keys of `[server]`, as written.
+struct RawClientLimits {
+    header_timeout_ms: Field<u64>,
+    keepalive_timeout_ms: Field<u64>,
+    body_timeout_ms: Field<u64>,
+    write_timeout_ms: Field<u64>,
+    max_header_bytes: Field<usize>,
+    max_headers: Field<usize>,
+    max_connections: Field<usize>,
+}
+
+fn compile_client_limits(raw: RawClientLimits, checker: &mut Checker) -> Option<ClientLimits> {
+    let mut timeout = |name: &str, field| {
+        let key = format!("server.{name}");
+        let ms = checker.get(&key, field)?;
+        if !(1..=3_600_000).contains(&ms) {
+            checker.fail(key, "must be between 1 and 3600000 milliseconds");
+        }
+        Some(Duration::from_millis(ms))
+    };
+    let header_timeout = timeout("header_timeout_ms", raw.header_timeout_ms);
+    let keepalive_timeout = timeout("keepalive_timeout_ms", raw.keepalive_timeout_ms);
+    let body_timeout = timeout("body_timeout_ms", raw.body_timeout_ms);
+    let write_timeout = timeout("write_timeout_ms", raw.write_timeout_ms);
+    // Pingora's own ceilings: a head under 1 MiB, at most 256 headers.
+    let mut bounded = |name: &str, field, range: std::ops::RangeInclusive<usize>| {
+        let key = format!("server.{name}");
+        let value = checker.get(&key, field)?;
+        if !range.contains(&value) {
+            checker.fail(
+                key,
+                format!("must be between {} and {}", range.start(), range.end()),
+            );
+        }
+        Some(value)
+    };
+    let max_header_bytes = bounded("max_header_bytes", raw.max_header_bytes, 1024..=1_048_575);
+    let max_headers = bounded("max_headers", raw.max_headers, 1..=256);
+    let max_connections = bounded("max_connections", raw.max_connections, 1..=1_000_000);
+    Some(ClientLimits {
+        header_timeout: header_timeout?,
+        keepalive_timeout: keepalive_timeout?,
+        body_timeout: body_timeout?,
+        write_timeout: write_timeout?,
+        max_header_bytes: max_header_bytes?,
+        max_headers: max_headers?,
+        max_connections: max_connections?,
     })
 }
 

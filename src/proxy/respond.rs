@@ -94,6 +94,25 @@ impl OwnResponse {
         response
     }
 
+    /// As HTTP/1.1 bytes that close the connection, for answers written before any HTTP
+    /// session exists (a connection refused at the limit, a head too slow or too large).
+    pub fn into_http1_closing(self, request_id: &HeaderValue) -> Vec<u8> {
+        let mut head = self.head(request_id);
+        head.insert_header(header::CONNECTION, HeaderValue::from_static("close"))
+            .expect("a valid header");
+        let reason = self.status.canonical_reason().unwrap_or("");
+        let mut wire = format!("HTTP/1.1 {} {reason}\r\n", self.status.as_u16()).into_bytes();
+        for (name, value) in head.headers.iter() {
+            wire.extend_from_slice(name.as_str().as_bytes());
+            wire.extend_from_slice(b": ");
+            wire.extend_from_slice(value.as_bytes());
+            wire.extend_from_slice(b"\r\n");
+        }
+        wire.extend_from_slice(b"\r\n");
+        wire.extend_from_slice(&self.body);
+        wire
+    }
+
     /// Writes the whole response to the client.
     pub(super) async fn send(
         self,
@@ -183,5 +202,17 @@ mod tests {
         assert!(empty.headers().get(header::CONTENT_TYPE).is_none());
         let value: serde_json::Value = serde_json::from_slice(envelope.body()).unwrap();
         assert_eq!(value["error"]["requestId"], "rid-1");
+        let wire = OwnResponse::error(&request_id, &GatewayError::RequestTimeout)
+            .into_http1_closing(&request_id);
+        let text = String::from_utf8(wire).unwrap();
+        assert!(
+            text.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("connection: close\r\n") && text.contains("x-request-id: rid-1\r\n"));
+        assert!(
+            text.ends_with(r#""code":"408-01","message":"Request Timeout"}}"#),
+            "{text}"
+        );
     }
 }

@@ -3,7 +3,7 @@
 use crate::support::converse::{
     ADMIN, PASSWORD, USER, config, delete_token, get_with, login, token_for, verify_token,
 };
-use crate::support::{Backend, Keyway, envelope};
+use crate::support::{Backend, Keyway, envelope, metric};
 use reqwest::blocking::Client;
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -331,16 +331,6 @@ fn brute_force_is_locked_out_and_big_bodies_are_refused_fast() {
         assert_eq!(response.status(), 413);
     }
     assert!(elapsed < Duration::from_secs(1), "413 took {elapsed:?}");
-}
-
-fn metric(keyway: &Keyway, series: &str) -> f64 {
-    let text = reqwest::blocking::get(keyway.admin_url("/metrics"))
-        .unwrap()
-        .text()
-        .unwrap();
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0.0)
 }
 
 #[test]

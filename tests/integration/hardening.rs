@@ -1,7 +1,7 @@
 //! Regressions of the attack review (issue 12): each test names its finding and fails on the
 //! code before the fix.
 
-use crate::support::{Backend, Keyway, config, envelope, raw_http};
+use crate::support::{Backend, Keyway, config, envelope, metric, raw_http};
 
 /// A public catch-all and a protected route on the same prefix for one host.
 const HOST_ROUTES: &str = r#"
@@ -294,4 +294,194 @@ fn from_an_untrusted_peer_a_forged_forwarded_for_is_ignored() {
     assert_eq!(seen.values("x-forwarded-host"), vec!["gateway.test:8080"]);
     assert!(seen.values("forwarded").is_empty());
     assert!(seen.values("x-real-ip").is_empty());
+}
+
+/// A public route with tight client limits.
+fn limited(backend: &Backend) -> Keyway {
+    let limits = "grace_period_seconds = 10\nheader_timeout_ms = 800\nkeepalive_timeout_ms = 500\n\
+                  body_timeout_ms = 500\nwrite_timeout_ms = 500\nmax_header_bytes = 4096\n\
+                  max_headers = 20\nmax_connections = 4";
+    let config = config(backend.address, crate::support::API_ROUTE)
+        .replace("grace_period_seconds = 10", limits);
+    Keyway::start(&config, &[])
+}
+
+fn connect(keyway: &Keyway) -> std::net::TcpStream {
+    let stream = std::net::TcpStream::connect(keyway.proxy).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    stream
+}
+
+/// Everything the server sends until it closes (or 5 s pass).
+fn read_all(stream: &mut std::net::TcpStream) -> Vec<u8> {
+    use std::io::Read;
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    answer
+}
+
+fn status_of(answer: &[u8]) -> u16 {
+    let text = String::from_utf8_lossy(answer);
+    text.split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn finding_3_a_trickled_head_is_cut_off_with_408() {
+    use std::io::Write;
+    let backend = Backend::start();
+    let keyway = limited(&backend);
+    let mut stream = connect(&keyway);
+    stream.write_all(b"GET /api/x HTTP/1.1\r\n").unwrap();
+    let started = std::time::Instant::now();
+    let mut trickle = stream.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        for byte in b"X-Slow: ".iter().cycle().take(15) {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            if trickle.write_all(&[*byte]).is_err() {
+                return;
+            }
+        }
+    });
+    let answer = read_all(&mut stream);
+    let elapsed = started.elapsed();
+    writer.join().unwrap();
+    assert_eq!(
+        status_of(&answer),
+        408,
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert!(
+        elapsed < std::time::Duration::from_millis(2000),
+        "{elapsed:?}"
+    );
+    assert!(String::from_utf8_lossy(&answer).contains("\"408-01\""));
+    assert!(backend.received().is_empty());
+}
+
+#[test]
+fn finding_3_idle_connections_and_stalled_bodies_end() {
+    use std::io::{BufRead, BufReader, Write};
+    let backend = Backend::start();
+    let keyway = limited(&backend);
+    // A kept-alive connection is closed once idle for keepalive_timeout_ms.
+    let mut stream = connect(&keyway);
+    stream
+        .write_all(b"GET /api/x HTTP/1.1\r\nHost: gateway.test\r\n\r\n")
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut status = String::new();
+    reader.read_line(&mut status).unwrap();
+    assert!(status.contains(" 200 "), "{status}");
+    // The rest of the answer, then the close: read_to_end returns at the close, or fails at
+    // the 5 s read timeout if the connection is still held.
+    let started = std::time::Instant::now();
+    let _ = read_all(&mut stream);
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed < std::time::Duration::from_secs(3),
+        "still open after {elapsed:?}"
+    );
+
+    // A body that stops half way is 408 after body_timeout_ms.
+    let mut stream = connect(&keyway);
+    stream
+        .write_all(
+            b"POST /api/upload HTTP/1.1\r\nHost: gateway.test\r\nContent-Length: 10\r\n\r\nhalf!",
+        )
+        .unwrap();
+    let started = std::time::Instant::now();
+    let answer = read_all(&mut stream);
+    assert_eq!(
+        status_of(&answer),
+        408,
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+}
+
+#[test]
+fn finding_3_a_client_that_stops_reading_is_dropped() {
+    use std::io::Write;
+    let backend = Backend::start();
+    let keyway = limited(&backend);
+    let open = |keyway: &Keyway| metric(keyway, "keyway_client_connections");
+    let mut stream = connect(&keyway);
+    stream
+        .write_all(b"GET /api/big/50000000 HTTP/1.1\r\nHost: gateway.test\r\n\r\n")
+        .unwrap();
+    // The client never reads; keyway gives up after write_timeout_ms per write.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(8);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(
+        open(&keyway),
+        1.0,
+        "the connection is open while it streams"
+    );
+    while open(&keyway) > 0.0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(
+        open(&keyway),
+        0.0,
+        "a client that stopped reading was still held"
+    );
+    drop(stream);
+}
+
+#[test]
+fn finding_3_large_heads_are_431_and_connections_beyond_the_limit_503() {
+    use std::io::Write;
+    let backend = Backend::start();
+    let keyway = limited(&backend);
+    let big = format!(
+        "GET /api/x HTTP/1.1\r\nHost: gateway.test\r\nX-Big: {}\r\n\r\n",
+        "b".repeat(5000)
+    );
+    let many: String = (0..30).map(|n| format!("X-H{n}: v\r\n")).collect();
+    let many = format!("GET /api/x HTTP/1.1\r\nHost: gateway.test\r\n{many}\r\n");
+    for head in [big, many] {
+        let mut stream = connect(&keyway);
+        stream.write_all(head.as_bytes()).unwrap();
+        let answer = read_all(&mut stream);
+        assert_eq!(
+            status_of(&answer),
+            431,
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
+        assert!(String::from_utf8_lossy(&answer).contains("\"431-01\""));
+    }
+    // Four idle connections take every place; a fifth is answered at once, not left waiting.
+    let idle: Vec<_> = (0..4).map(|_| connect(&keyway)).collect();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let started = std::time::Instant::now();
+    let mut fifth = connect(&keyway);
+    fifth
+        .write_all(b"GET /api/x HTTP/1.1\r\nHost: gateway.test\r\n\r\n")
+        .unwrap();
+    let answer = read_all(&mut fifth);
+    assert_eq!(
+        status_of(&answer),
+        503,
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    // Idle connections that send nothing are closed after header_timeout_ms; then it serves.
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    assert_eq!(raw_http::get(keyway.proxy, b"/api/x").status, 200);
+    assert!(
+        backend
+            .received()
+            .iter()
+            .all(|request| request.target == "/api/x")
+    );
+    drop(idle);
 }

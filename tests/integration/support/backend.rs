@@ -2,6 +2,7 @@
 //!
 //! Paths (anywhere in the path, so any route prefix works):
 //! - `.../slow/{ms}`: answers 200 after `ms` milliseconds;
+//! - `.../big/{bytes}`: answers 200 with that many bytes;
 //! - `.../status/{code}/plain|empty|envelope`: an error in that body style, with a debug
 //!   header (`x-backend-debug`) and `retry-after: 7`;
 //! - anything else: 200 with a JSON echo of the path and headers.
@@ -151,6 +152,10 @@ async fn handle(request: Request, log: Arc<Mutex<Vec<Received>>>) -> Response {
         let millis: u64 = segments[at + 1].parse().unwrap();
         tokio::time::sleep(Duration::from_millis(millis)).await;
         return text(StatusCode::OK, "text/plain", "slow done".to_owned());
+    }
+    if let Some(at) = segments.iter().position(|segment| *segment == "big") {
+        let bytes: usize = segments[at + 1].parse().unwrap();
+        return text(StatusCode::OK, "text/plain", "x".repeat(bytes));
     }
     if let Some(at) = segments.iter().position(|segment| *segment == "status") {
         let status = StatusCode::from_u16(segments[at + 1].parse().unwrap()).unwrap();

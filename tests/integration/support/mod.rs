@@ -108,3 +108,14 @@ pub fn race_two_posts(url: &str) -> Vec<u16> {
     statuses.sort();
     statuses
 }
+
+/// The value of one Prometheus series (`name{labels}`) on keyway's admin listener; 0 if absent.
+pub fn metric(keyway: &Keyway, series: &str) -> f64 {
+    let text = reqwest::blocking::get(keyway.admin_url("/metrics"))
+        .unwrap()
+        .text()
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
