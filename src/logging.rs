@@ -4,11 +4,9 @@
 //! Pingora's own debug and trace records print request heads (targets with their queries,
 //! headers with their credentials): they are never written, whatever the configured level.
 
-use tracing::{Event, Level, Metadata};
-use tracing_log::NormalizeEvent;
-use tracing_subscriber::layer::{Context, Filter, SubscriberExt};
-use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{EnvFilter, Layer};
+use tracing::level_filters::LevelFilter;
+use tracing_log::AsLog;
+use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -30,38 +28,28 @@ pub fn init(format: LogFormat, level: &str) {
             std::io::stdout(),
         ));
     *WRITER_GUARD.lock().expect("log guard lock") = Some(guard);
-    let lines = tracing_subscriber::fmt::layer()
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .with_writer(writer);
-    let lines = match format {
-        LogFormat::Text => lines.boxed(),
-        LogFormat::Json => lines.json().flatten_event(true).boxed(),
+    let subscriber: Box<dyn tracing::Subscriber + Send + Sync> = match format {
+        LogFormat::Text => Box::new(builder.finish()),
+        LogFormat::Json => Box::new(builder.json().flatten_event(true).finish()),
     };
-    let installed = tracing_subscriber::registry()
-        .with(lines.with_filter(filter).with_filter(NoPingoraDetail))
-        .try_init();
     // A second init (tests, embedding) keeps the first subscriber.
-    drop(installed);
+    if tracing::subscriber::set_global_default(subscriber).is_ok() {
+        bridge_log_records();
+    }
 }
 
-/// Drops Pingora's records below `info` (they print request heads, queries and credentials).
-struct NoPingoraDetail;
-
-fn is_pingora_detail(metadata: &Metadata<'_>) -> bool {
-    metadata.target().starts_with("pingora") && *metadata.level() > Level::INFO
-}
-
-impl<S> Filter<S> for NoPingoraDetail {
-    fn enabled(&self, metadata: &Metadata<'_>, _: &Context<'_, S>) -> bool {
-        !is_pingora_detail(metadata)
-    }
-
-    /// Pingora logs through `log`: its records arrive with their own target only once
-    /// normalised.
-    fn event_enabled(&self, event: &Event<'_>, _: &Context<'_, S>) -> bool {
-        let normalized = event.normalized_metadata();
-        !is_pingora_detail(normalized.as_ref().unwrap_or_else(|| event.metadata()))
-    }
+/// Crates that log through `log` (Pingora) reach the subscriber up to `info` at most: Pingora's
+/// debug and trace records print whole request heads (queries, credentials). The cap also keeps
+/// their disabled records as cheap as a level comparison.
+fn bridge_log_records() {
+    let level = LevelFilter::current().min(LevelFilter::INFO);
+    let _ = tracing_log::LogTracer::builder()
+        .with_max_level(level.as_log())
+        .init();
 }
 
 /// Keeps the log writer thread alive; dropping it flushes every pending line.
