@@ -188,10 +188,19 @@ fn benches(c: &mut Criterion) {
     let principal = Principal::anonymous();
     let request_id = HeaderValue::from_static("8e033668-9f1a-11ec-b909-0242ac120002");
     let request = client_request();
+    let chain = keyway::http_policy::forwarded::client_chain(
+        "10.0.0.1".parse().unwrap(),
+        std::iter::empty(),
+        &[],
+    );
+    let (proto, host) = (
+        HeaderValue::from_static("http"),
+        HeaderValue::from_static("gateway.example.com"),
+    );
     let forwarding = Forwarding {
-        chain: Some("10.0.0.1".to_owned()),
-        proto: "http",
-        host: Some("gateway.example.com"),
+        chain: Some(&chain),
+        proto: &proto,
+        host: Some(&host),
     };
     c.bench_function("header_strip_inject", |b| {
         b.iter_batched(

@@ -76,11 +76,11 @@ pub fn build(settings: &Settings, metrics: &Arc<Metrics>) -> Result<Built, Build
             routes,
             access_log: settings.log.access_log,
             trusted_proxies: settings.server.trusted_proxies.clone(),
-            scheme: if settings.server.tls.is_some() {
+            scheme: http::HeaderValue::from_static(if settings.server.tls.is_some() {
                 "https"
             } else {
                 "http"
-            },
+            }),
         },
         readiness: provider_keys
             .iter()

@@ -18,15 +18,16 @@ use crate::proxy::OwnResponse;
 use async_trait::async_trait;
 use bytes::BytesMut;
 use pingora::apps::{HttpServerApp, ServerApp};
+use pingora::prelude::timeout;
 use pingora::protocols::Stream;
 use pingora::protocols::http::ServerSession;
 use pingora::server::ShutdownWatch;
 use prometheus::{IntCounter, IntGauge};
 use std::sync::Arc;
 use std::time::Duration;
+use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Semaphore;
-use tokio::time::{Instant, timeout, timeout_at};
 
 /// How long an answer written by the edge may take before the connection is dropped anyway.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(1);
@@ -101,7 +102,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Edge<A> {
         // A new connection gets `header_timeout` for its first byte; a kept-alive one, its idle time.
         let mut idle = self.limits.header_timeout;
         loop {
-            let head = read_head(&mut stream, idle, &self.limits, shutdown.clone()).await;
+            let head = read_head(&mut stream, idle, &self.limits).await;
             let prefix = match head {
                 Head::Read(prefix) => prefix,
                 Head::Gone => return None,
@@ -146,17 +147,11 @@ impl<A> Edge<A> {
 }
 
 /// Reads one request head: its first byte within `idle`, the rest within `header_timeout`.
-async fn read_head(
-    stream: &mut Stream,
-    idle: Duration,
-    limits: &ClientLimits,
-    mut shutdown: ShutdownWatch,
-) -> Head {
+/// (An idle connection does not hold up a shutdown: keyway exits once no request is in flight.)
+/// Timers are Pingora's cheap ones: this runs for every request.
+async fn read_head(stream: &mut Stream, idle: Duration, limits: &ClientLimits) -> Head {
     let mut head = BytesMut::with_capacity(4096);
-    let first = tokio::select! {
-        read = timeout(idle, stream.read_buf(&mut head)) => read,
-        _ = shutdown.changed() => return Head::Gone,
-    };
+    let first = timeout(idle, stream.read_buf(&mut head)).await;
     if !matches!(first, Ok(Ok(read)) if read > 0) {
         return Head::Gone;
     }
@@ -178,7 +173,8 @@ async fn read_head(
         }
         scanned = head.len();
         head.reserve((limits.max_header_bytes + 1 - head.len()).min(4096));
-        match timeout_at(deadline, stream.read_buf(&mut head)).await {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match timeout(left, stream.read_buf(&mut head)).await {
             Err(_) => return Head::TooSlow,
             Ok(Ok(0)) | Ok(Err(_)) => return Head::Gone,
             Ok(Ok(_)) => {}

@@ -6,10 +6,12 @@
 //! named in `Connection:` (a hop-by-hop nomination could otherwise make a later hop drop the
 //! credential we inject).
 
+use crate::http_policy::forwarded::ClientChain;
 use crate::http_policy::{normalise_name, same_header};
 use crate::identity::Principal;
+use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
-use pingora::http::RequestHeader;
+use pingora::http::{RequestHeader, ResponseHeader};
 
 /// The request id header keyway sets on both legs.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -35,19 +37,37 @@ const NEVER_FORWARDED: [&str; 9] = [
     "x-real-ip",
 ];
 
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+/// Header names as Pingora writes them: handing it the bytes saves a title-cased copy of the
+/// name on every insert (Pingora keeps a case map; lower case is as valid on the wire).
+type WireName = Bytes;
 
-/// Where a request came from, as keyway tells the upstream.
+const REQUEST_ID_WIRE: WireName = Bytes::from_static(b"x-request-id");
+const X_FORWARDED_FOR: WireName = Bytes::from_static(b"x-forwarded-for");
+const X_FORWARDED_PROTO: WireName = Bytes::from_static(b"x-forwarded-proto");
+const X_FORWARDED_HOST: WireName = Bytes::from_static(b"x-forwarded-host");
+
+fn wire_name(name: &HeaderName) -> WireName {
+    Bytes::copy_from_slice(name.as_str().as_bytes())
+}
+
+/// Sets `X-Request-Id` on a response to the client.
+pub fn set_response_request_id(
+    response: &mut ResponseHeader,
+    request_id: &HeaderValue,
+) -> pingora::Result<()> {
+    response.insert_header(REQUEST_ID_WIRE, request_id.clone())
+}
+
+/// Where a request came from, as keyway tells the upstream (values borrowed from the request
+/// and the runtime: writing them costs one allocation, the `X-Forwarded-For` text).
 #[derive(Debug)]
 pub struct Forwarding<'a> {
     /// `X-Forwarded-For`: the client, trusted hops, the peer (`None` off TCP).
-    pub chain: Option<String>,
+    pub chain: Option<&'a ClientChain>,
     /// `X-Forwarded-Proto`.
-    pub proto: &'a str,
+    pub proto: &'a HeaderValue,
     /// `X-Forwarded-Host`: the host the client asked for.
-    pub host: Option<&'a str>,
+    pub host: Option<&'a HeaderValue>,
 }
 
 /// What one route does to request headers, compiled at start-up.
@@ -56,9 +76,9 @@ pub struct HeaderPolicy {
     /// Normalised names (lower case, `-`) removed from every client request.
     protected: Vec<String>,
     /// Credential headers injected upstream, values marked sensitive.
-    inject: Vec<(HeaderName, HeaderValue)>,
+    inject: Vec<(WireName, HeaderValue)>,
     /// Identity headers: header name and the principal claim (dotted path) that fills it.
-    identity: Vec<(HeaderName, String)>,
+    identity: Vec<(WireName, String)>,
 }
 
 impl HeaderPolicy {
@@ -87,8 +107,12 @@ impl HeaderPolicy {
             .into_iter()
             .map(|(name, mut value)| {
                 value.set_sensitive(true);
-                (name, value)
+                (wire_name(&name), value)
             })
+            .collect();
+        let identity = identity
+            .into_iter()
+            .map(|(name, claim)| (wire_name(&name), claim))
             .collect();
         HeaderPolicy {
             protected: names,
@@ -123,23 +147,20 @@ impl HeaderPolicy {
             request.remove_header(&name);
         }
         if keep_upgrade {
-            insert(
-                request,
-                http::header::CONNECTION,
-                HeaderValue::from_static("upgrade"),
-            );
+            let connection = Bytes::from_static(b"connection");
+            insert(request, &connection, HeaderValue::from_static("upgrade"));
         }
-        insert(request, REQUEST_ID, request_id.clone());
+        insert(request, &REQUEST_ID_WIRE, request_id.clone());
         forwarding.apply(request);
         for (name, value) in &self.inject {
-            insert(request, name.clone(), value.clone());
+            insert(request, name, value.clone());
         }
         for (name, claim) in &self.identity {
             let value = principal
                 .claim_text(claim)
                 .and_then(|text| HeaderValue::try_from(text).ok());
             if let Some(value) = value {
-                insert(request, name.clone(), value);
+                insert(request, name, value);
             }
         }
     }
@@ -147,23 +168,23 @@ impl HeaderPolicy {
 
 impl Forwarding<'_> {
     fn apply(&self, request: &mut RequestHeader) {
-        let values = [
-            (X_FORWARDED_FOR, self.chain.as_deref()),
-            (X_FORWARDED_PROTO, Some(self.proto)),
-            (X_FORWARDED_HOST, self.host),
-        ];
-        for (name, value) in values {
-            if let Some(value) = value.and_then(|text| HeaderValue::from_str(text).ok()) {
-                insert(request, name, value);
-            }
+        let chain = self.chain.map(|chain| {
+            HeaderValue::try_from(chain.header_value()).expect("addresses are header text")
+        });
+        if let Some(chain) = chain {
+            insert(request, &X_FORWARDED_FOR, chain);
+        }
+        insert(request, &X_FORWARDED_PROTO, self.proto.clone());
+        if let Some(host) = self.host {
+            insert(request, &X_FORWARDED_HOST, host.clone());
         }
     }
 }
 
-fn insert(request: &mut RequestHeader, name: HeaderName, value: HeaderValue) {
+fn insert(request: &mut RequestHeader, name: &WireName, value: HeaderValue) {
     request
-        .insert_header(name, value)
-        .expect("a valid HeaderName and HeaderValue always insert");
+        .insert_header(name.clone(), value)
+        .expect("a valid header name and value always insert");
 }
 
 /// Removes `Connection` and every header it nominates; says whether it asked for an upgrade.
@@ -240,10 +261,20 @@ mod tests {
         request.append_header("X-Forwarded-For", "6.6.6.6").unwrap();
         request.append_header("X_Real_IP", "6.6.6.6").unwrap();
         request.append_header("Forwarded", "for=6.6.6.6").unwrap();
+        let trusted = ["127.0.0.1/32".parse().unwrap()];
+        let chain = crate::http_policy::forwarded::client_chain(
+            "127.0.0.1".parse().unwrap(),
+            ["6.6.6.6, 203.0.113.9"].into_iter(),
+            &trusted,
+        );
+        let (proto, host) = (
+            HeaderValue::from_static("https"),
+            HeaderValue::from_static("gateway.test"),
+        );
         let forwarding = Forwarding {
-            chain: Some("203.0.113.9, 127.0.0.1".to_owned()),
-            proto: "https",
-            host: Some("gateway.test"),
+            chain: Some(&chain),
+            proto: &proto,
+            host: Some(&host),
         };
         policy().apply(
             &mut request,
@@ -275,9 +306,10 @@ mod tests {
     #[test]
     fn injected_values_are_sensitive_in_debug_output() {
         let mut request = RequestHeader::build("GET", b"/", None).unwrap();
+        let proto = HeaderValue::from_static("http");
         let forwarding = Forwarding {
             chain: None,
-            proto: "http",
+            proto: &proto,
             host: None,
         };
         policy().apply(

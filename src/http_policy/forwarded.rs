@@ -11,19 +11,34 @@ pub const X_FORWARDED_FOR: &str = "x-forwarded-for";
 /// The client and the proxies between it and keyway, as far as they can be trusted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientChain {
-    /// The client's address: the socket peer, or the right-most untrusted address that a
-    /// trusted peer reported.
-    pub client: IpAddr,
-    /// The client, then each trusted hop after it, then the socket peer: what goes upstream in
-    /// `X-Forwarded-For`.
-    pub hops: Vec<IpAddr>,
+    /// What trusted proxies reported, in order: the client first, then each trusted hop
+    /// before the peer. Empty when the peer is the client (no allocation then).
+    reported: Vec<IpAddr>,
+    /// The socket peer.
+    peer: IpAddr,
 }
 
 impl ClientChain {
-    /// The chain as `X-Forwarded-For` writes it.
+    /// The client's address: the socket peer, or the right-most untrusted address that a
+    /// trusted peer reported.
+    pub fn client(&self) -> IpAddr {
+        self.reported.first().copied().unwrap_or(self.peer)
+    }
+
+    /// Whether the request came through a trusted proxy that reported where it came from.
+    pub fn is_forwarded(&self) -> bool {
+        !self.reported.is_empty()
+    }
+
+    /// The chain as `X-Forwarded-For` writes it: the client, the trusted hops, the peer.
     pub fn header_value(&self) -> String {
-        let hops: Vec<String> = self.hops.iter().map(IpAddr::to_string).collect();
-        hops.join(", ")
+        use std::fmt::Write;
+        let mut text = String::with_capacity((self.reported.len() + 1) * 17);
+        for hop in &self.reported {
+            write!(text, "{hop}, ").expect("writing to a String");
+        }
+        write!(text, "{}", self.peer).expect("writing to a String");
+        text
     }
 }
 
@@ -40,25 +55,22 @@ pub fn client_chain<'a>(
     forwarded_for: impl DoubleEndedIterator<Item = &'a str>,
     trusted: &[IpNet],
 ) -> ClientChain {
-    let mut hops = vec![peer];
-    if is_trusted(peer, trusted) {
-        let reported = forwarded_for
+    let mut reported = Vec::new();
+    if !trusted.is_empty() && is_trusted(peer, trusted) {
+        let entries = forwarded_for
             .rev()
             .flat_map(|value| value.rsplit(','))
             .map(|entry| entry.trim().parse::<IpAddr>());
-        for entry in reported {
+        for entry in entries {
             let Ok(address) = entry else { break };
-            hops.push(address);
+            reported.push(address);
             if !is_trusted(address, trusted) {
                 break;
             }
         }
+        reported.reverse();
     }
-    hops.reverse();
-    ClientChain {
-        client: hops[0],
-        hops,
-    }
+    ClientChain { reported, peer }
 }
 
 #[cfg(test)]
@@ -73,7 +85,8 @@ mod tests {
     #[test]
     fn an_untrusted_peer_is_the_client_whatever_it_claims() {
         let found = chain("198.51.100.4", &["203.0.113.9"], &["10.0.0.0/8"]);
-        assert_eq!(found.client.to_string(), "198.51.100.4");
+        assert_eq!(found.client().to_string(), "198.51.100.4");
+        assert!(!found.is_forwarded());
         assert_eq!(found.header_value(), "198.51.100.4");
     }
 
@@ -81,14 +94,14 @@ mod tests {
     fn behind_trusted_proxies_the_right_most_untrusted_address_is_the_client() {
         let trusted = ["10.0.0.0/8", "127.0.0.1/32"];
         let found = chain("127.0.0.1", &["6.6.6.6, 203.0.113.9", "10.1.2.3"], &trusted);
-        assert_eq!(found.client.to_string(), "203.0.113.9");
+        assert_eq!(found.client().to_string(), "203.0.113.9");
         assert_eq!(found.header_value(), "203.0.113.9, 10.1.2.3, 127.0.0.1");
         // Only trusted hops: the left-most of them is as far as anyone can see.
         let found = chain("127.0.0.1", &["10.0.0.1"], &trusted);
-        assert_eq!(found.client.to_string(), "10.0.0.1");
+        assert_eq!(found.client().to_string(), "10.0.0.1");
         // Garbage ends the walk at the last trusted hop.
         let found = chain("127.0.0.1", &["203.0.113.9, nonsense, 10.0.0.2"], &trusted);
-        assert_eq!(found.client.to_string(), "10.0.0.2");
+        assert_eq!(found.client().to_string(), "10.0.0.2");
         assert_eq!(found.header_value(), "10.0.0.2, 127.0.0.1");
         // No header: the peer.
         let found = chain("127.0.0.1", &[], &trusted);

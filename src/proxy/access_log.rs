@@ -39,7 +39,7 @@ pub(super) fn record(session: &Session, ctx: &RequestCtx, metrics: &Metrics) {
         upstream = ctx.route.as_ref().map_or("", |route| route.target.upstream_name()),
         duration_ms = elapsed.as_secs_f64() * 1000.0,
         upstream_ms = ctx.upstream_elapsed.map(|elapsed| elapsed.as_secs_f64() * 1000.0),
-        client = ctx.client.as_ref().map(|chain| chain.client.to_string()),
+        client = ctx.client.as_ref().map(|chain| display(chain.client())),
         "request"
     );
 }

@@ -4,6 +4,7 @@ use super::ctx::RequestCtx;
 use super::respond::OwnResponse;
 use crate::endpoints::{Endpoint, EndpointRequest};
 use crate::error::GatewayError;
+use crate::http_policy::forwarded::ClientChain;
 use bytes::{Bytes, BytesMut};
 use pingora::proxy::Session;
 
@@ -23,7 +24,7 @@ pub(super) async fn serve(
         headers: &request.headers,
         body,
         principal,
-        client_ip: ctx.client.as_ref().map(|chain| chain.client),
+        client_ip: ctx.client.as_ref().map(ClientChain::client),
     };
     let response = endpoint.serve(endpoint_request).await?;
     OwnResponse::json(response.status, response.body.as_ref())

@@ -38,7 +38,7 @@ pub struct Runtime {
     /// Peers whose `X-Forwarded-For` (and `X-Forwarded-Proto`/`-Host`) is believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// `https` when the listeners speak TLS, else `http`: `X-Forwarded-Proto` upstream.
-    pub scheme: &'static str,
+    pub scheme: http::HeaderValue,
 }
 
 /// The proxy service: the current runtime behind one pointer, and the process-wide parts.
@@ -163,7 +163,7 @@ impl ProxyHttp for Gateway {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        upstream_response.insert_header(crate::headers::REQUEST_ID, ctx.request_id.clone())
+        crate::headers::set_response_request_id(upstream_response, &ctx.request_id)
     }
 
     fn response_body_filter(

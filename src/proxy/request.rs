@@ -63,23 +63,13 @@ fn client_chain(session: &Session, ctx: &RequestCtx) -> Option<ClientChain> {
 /// host the client used (as a trusted proxy reported them, or as keyway saw them).
 pub(super) fn forwarding<'a>(session: &'a Session, ctx: &'a RequestCtx) -> Forwarding<'a> {
     let request = session.req_header();
-    let from_trusted_proxy = ctx
-        .client
-        .as_ref()
-        .is_some_and(|chain| chain.hops.len() > 1);
-    let reported = |name: &str| {
-        let value = request.headers.get(name)?.to_str().ok()?;
-        from_trusted_proxy.then_some(value)
-    };
+    let forwarded = ctx.client.as_ref().is_some_and(ClientChain::is_forwarded);
+    // Looked up only when a trusted proxy is in front: the common case costs nothing.
+    let reported = |name: &str| forwarded.then(|| request.headers.get(name)).flatten();
     Forwarding {
-        chain: ctx.client.as_ref().map(ClientChain::header_value),
-        proto: reported("x-forwarded-proto").unwrap_or(ctx.runtime.scheme),
-        host: reported("x-forwarded-host").or_else(|| {
-            request
-                .headers
-                .get(header::HOST)
-                .and_then(|host| host.to_str().ok())
-        }),
+        chain: ctx.client.as_ref(),
+        proto: reported("x-forwarded-proto").unwrap_or(&ctx.runtime.scheme),
+        host: reported("x-forwarded-host").or_else(|| request.headers.get(header::HOST)),
     }
 }
 
