@@ -169,7 +169,8 @@ impl HeaderPolicy {
 impl Forwarding<'_> {
     fn apply(&self, request: &mut RequestHeader) {
         let chain = self.chain.map(|chain| {
-            HeaderValue::try_from(chain.header_value()).expect("addresses are header text")
+            HeaderValue::from_maybe_shared(Bytes::from(chain.header_value()))
+                .expect("addresses are header text")
         });
         if let Some(chain) = chain {
             insert(request, &X_FORWARDED_FOR, chain);

@@ -46,6 +46,9 @@ pub(super) async fn admit(session: &mut Session, ctx: &mut RequestCtx) -> Result
 /// The client and the trusted proxies before keyway, when it connected over TCP.
 fn client_chain(session: &Session, ctx: &RequestCtx) -> Option<ClientChain> {
     let peer = session.client_addr()?.as_inet()?.ip();
+    if ctx.runtime.trusted_proxies.is_empty() {
+        return Some(ClientChain::direct(peer));
+    }
     let forwarded_for = session
         .req_header()
         .headers
