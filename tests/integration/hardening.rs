@@ -440,6 +440,8 @@ fn finding_3_large_heads_are_431_and_connections_beyond_the_limit_503() {
     use std::io::Write;
     let backend = Backend::start();
     let keyway = limited(&backend);
+    // Every connection is a file: the open-file limit was raised and said so at start-up.
+    assert!(keyway.logs().contains("open_files"), "{}", keyway.logs());
     let big = format!(
         "GET /api/x HTTP/1.1\r\nHost: gateway.test\r\nX-Big: {}\r\n\r\n",
         "b".repeat(5000)
