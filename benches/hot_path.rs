@@ -135,6 +135,7 @@ auth = ["converse"]
         config.converse.clone().unwrap(),
         &config.cache,
         store,
+        &keyway::store::counters::CounterBackend::Local,
         metrics,
     );
     let login = Login {

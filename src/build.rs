@@ -20,6 +20,8 @@ use crate::lifecycle::ReadinessCheck;
 use crate::metrics::Metrics;
 use crate::proxy::Runtime;
 use crate::routing::{Resolved, Route, RouteTable, RouteTarget};
+use crate::store::counters::CounterBackend;
+use crate::store::redis::Redis;
 use crate::store::{MeteredStore, PurgeService, SqliteStore, Store};
 use crate::upstream::Upstream;
 use http::HeaderValue;
@@ -56,9 +58,13 @@ pub struct Built {
 
 /// Wires `settings` into a runtime; `metrics` are shared by every runtime of the process.
 pub fn build(settings: &Settings, metrics: &Arc<Metrics>) -> Result<Built, BuildError> {
-    let store = needs_store(settings)
+    let opened = needs_store(settings)
         .then(|| open_store(&settings.store, metrics))
         .transpose()?;
+    let counters = opened
+        .as_ref()
+        .map_or(CounterBackend::Local, |opened| opened.counters.clone());
+    let store = opened.as_ref().map(|opened| opened.store.clone());
     let provider_keys = settings
         .identity_providers
         .iter()
@@ -69,7 +75,7 @@ pub fn build(settings: &Settings, metrics: &Arc<Metrics>) -> Result<Built, Build
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let services = build_services(settings, metrics, store.clone(), &provider_keys)?;
+    let services = build_services(settings, metrics, store.clone(), &counters, &provider_keys)?;
     let routes = build_routes(settings, &services)?;
     Ok(Built {
         runtime: Runtime {
@@ -85,14 +91,21 @@ pub fn build(settings: &Settings, metrics: &Arc<Metrics>) -> Result<Built, Build
         readiness: provider_keys
             .iter()
             .map(|keys| keys.clone() as Arc<dyn ReadinessCheck>)
+            .chain(
+                store
+                    .clone()
+                    .map(|store| Arc::new(StoreReachable(store)) as Arc<dyn ReadinessCheck>),
+            )
             .collect(),
-        purge: store.map(|store| PurgeService {
-            store,
-            interval: settings
-                .converse
-                .as_ref()
-                .map_or(DEFAULT_PURGE_INTERVAL, |converse| converse.purge_interval),
-        }),
+        purge: opened
+            .filter(|opened| opened.needs_purge)
+            .map(|opened| PurgeService {
+                store: opened.store,
+                interval: settings
+                    .converse
+                    .as_ref()
+                    .map_or(DEFAULT_PURGE_INTERVAL, |converse| converse.purge_interval),
+            }),
         jwks: (!provider_keys.is_empty()).then_some(JwksService {
             providers: provider_keys,
         }),
@@ -103,18 +116,44 @@ fn needs_store(settings: &Settings) -> bool {
     settings.converse.is_some() || settings.exchange.is_some() || settings.hosted_email.is_some()
 }
 
-/// Opens the configured store, counting its operations and logging its failures.
-fn open_store(store: &StoreSettings, metrics: &Arc<Metrics>) -> Result<Arc<dyn Store>, BuildError> {
-    match store {
+/// The configured store (timed, its failures counted and logged) and its counters.
+struct OpenedStore {
+    store: Arc<dyn Store>,
+    counters: CounterBackend,
+    /// Whether expired records must be deleted by keyway (Redis expires them itself).
+    needs_purge: bool,
+}
+
+/// `/readyz` waits for the store to be reachable.
+struct StoreReachable(Arc<dyn Store>);
+
+impl ReadinessCheck for StoreReachable {
+    fn is_ready(&self) -> bool {
+        self.0.is_reachable()
+    }
+}
+
+fn open_store(store: &StoreSettings, metrics: &Arc<Metrics>) -> Result<OpenedStore, BuildError> {
+    Ok(match store {
         StoreSettings::Sqlite { path } => {
             let sqlite = SqliteStore::open(path)
                 .map_err(|error| BuildError(format!("store.path: {error}")))?;
-            Ok(Arc::new(MeteredStore::new(
-                Box::new(sqlite),
-                metrics.clone(),
-            )))
+            OpenedStore {
+                store: Arc::new(MeteredStore::new(Box::new(sqlite), "sqlite", metrics)),
+                counters: CounterBackend::Local,
+                needs_purge: true,
+            }
         }
-    }
+        StoreSettings::Redis(settings) => {
+            let redis =
+                Redis::connect(settings, metrics).map_err(|error| BuildError(error.to_string()))?;
+            OpenedStore {
+                store: Arc::new(MeteredStore::new(Box::new(redis.store()), "redis", metrics)),
+                counters: CounterBackend::Redis(redis),
+                needs_purge: false,
+            }
+        }
+    })
 }
 
 /// The configured services, and the authenticators and endpoints they back.
@@ -146,6 +185,7 @@ fn build_services(
     settings: &Settings,
     metrics: &Arc<Metrics>,
     store: Option<Arc<dyn Store>>,
+    counters: &CounterBackend,
     provider_keys: &[Arc<ProviderKeys>],
 ) -> Result<Services, BuildError> {
     let with_store = |section: &str| {
@@ -158,6 +198,7 @@ fn build_services(
             converse.clone(),
             &settings.cache,
             with_store("[converse]")?,
+            counters,
             metrics.clone(),
         ))),
         None => None,
@@ -196,6 +237,7 @@ fn build_services(
             HostedEmailService::new(
                 hosted.clone(),
                 with_store("[hosted_email]")?,
+                counters,
                 metrics.clone(),
             )
             .map_err(BuildError)?,

@@ -196,6 +196,7 @@ impl From<ConverseError> for GatewayError {
                 retry_after_seconds,
             },
             ConverseError::UnknownToken => GatewayError::NotFound,
+            ConverseError::NotAdmin => GatewayError::Forbidden,
             ConverseError::DirectoryUnavailable | ConverseError::Busy => {
                 GatewayError::ServiceUnavailable
             }

@@ -222,6 +222,8 @@ pub enum EndpointKind {
     ConverseVerifyToken,
     /// `DELETE {converse.api_prefix}/token/{uuid}`
     ConverseDeleteToken,
+    /// `DELETE {converse.api_prefix}/tokens?email=` (admins: log a user out everywhere)
+    ConverseDeleteUserTokens,
     /// `POST {exchange.api_prefix}/{customerId}[?providerId=N]`
     ExchangeAuthenticate,
     /// `POST /api/hostedauthentication`

@@ -19,7 +19,10 @@ pub struct Metrics {
     auth: IntCounterVec,
     auth_duration: HistogramVec,
     cache_requests: IntCounterVec,
-    store_operations: IntCounterVec,
+    store_duration: HistogramVec,
+    store_errors: IntCounterVec,
+    cache_invalidations: IntCounterVec,
+    cache_trusted: IntGauge,
     tokens_issued: IntCounter,
     tokens_revoked: IntCounter,
     jwks_refresh: IntCounterVec,
@@ -77,23 +80,36 @@ impl Metrics {
                 "Credential cache lookups (hit, miss)",
                 &["cache", "result"],
             ),
-            store_operations: counter_vec(
+            store_duration: histogram_with(
                 r,
-                "keyway_store_operations_total",
-                "Store calls by operation",
+                "keyway_store_operation_duration_seconds",
+                "Time of each store operation (its _count: the calls), by backend and operation",
+                &["backend", "op"],
+            ),
+            store_errors: counter_vec(
+                r,
+                "keyway_store_errors_total",
+                "Store operations that failed (unreachable, timed out, refused), by operation",
                 &["op"],
+            ),
+            cache_invalidations: counter_vec(
+                r,
+                "keyway_cache_invalidations_total",
+                "Cached credentials dropped because the store said they changed, by reason (local: this instance changed it; remote: another did; flush: the store was emptied; untrusted: changes could no longer be heard)",
+                &["reason"],
+            ),
+            cache_trusted: gauge(
+                r,
+                "keyway_cache_trusted",
+                "1 while the credential caches may answer from memory; 0 while every credential is checked against the store",
             ),
             tokens_issued: counter(r, "keyway_tokens_issued_total", "Converse tokens created"),
             tokens_revoked: counter(r, "keyway_tokens_revoked_total", "Converse tokens deleted"),
-            client_connections: {
-                let gauge = IntGauge::new(
-                    "keyway_client_connections",
-                    "Client connections open on the proxy listeners",
-                )
-                .expect("valid metric");
-                r.register(Box::new(gauge.clone())).expect("unique metric");
-                gauge
-            },
+            client_connections: gauge(
+                r,
+                "keyway_client_connections",
+                "Client connections open on the proxy listeners",
+            ),
             connections_refused: counter_vec(
                 r,
                 "keyway_client_connections_closed_total",
@@ -143,8 +159,27 @@ impl Metrics {
         }
     }
 
-    pub fn observe_store(&self, op: &str) {
-        self.store_operations.with_label_values(&[op]).inc();
+    /// The duration and error series of every store operation of `backend`, resolved once.
+    pub fn store_series(&self, backend: &str, ops: &[&'static str]) -> StoreSeries {
+        StoreSeries {
+            ops: ops
+                .iter()
+                .map(|&op| {
+                    let duration = self.store_duration.with_label_values(&[backend, op]);
+                    (op, duration, self.store_errors.with_label_values(&[op]))
+                })
+                .collect(),
+        }
+    }
+
+    /// Counts cached credentials dropped for `reason` (`local`, `remote`, `flush`, `untrusted`).
+    pub fn cache_invalidation(&self, reason: &str) -> IntCounter {
+        self.cache_invalidations.with_label_values(&[reason])
+    }
+
+    /// The gauge that says whether the caches are trusted (1) or bypassed (0).
+    pub fn cache_trusted(&self) -> IntGauge {
+        self.cache_trusted.clone()
     }
 
     pub fn observe_jwks_refresh(&self, provider: &str, ok: bool) {
@@ -242,6 +277,23 @@ impl Metrics {
     }
 }
 
+/// `keyway_store_operation_duration_seconds` and `keyway_store_errors_total` of one backend.
+pub struct StoreSeries {
+    ops: Vec<(&'static str, Histogram, IntCounter)>,
+}
+
+impl StoreSeries {
+    /// Records one call of `op` (one of the names the series was made with).
+    pub fn observe(&self, op: &str, elapsed: Duration, ok: bool) {
+        if let Some((_, duration, errors)) = self.ops.iter().find(|(name, ..)| *name == op) {
+            duration.observe(elapsed.as_secs_f64());
+            if !ok {
+                errors.inc();
+            }
+        }
+    }
+}
+
 /// `keyway_cache_requests_total` of one cache: the request path counts without label lookups.
 #[derive(Clone)]
 pub struct CacheSeries {
@@ -302,9 +354,13 @@ impl Default for Metrics {
 }
 
 fn histogram(registry: &Registry, name: &str, help: &str, label: &str) -> HistogramVec {
+    histogram_with(registry, name, help, &[label])
+}
+
+fn histogram_with(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
     let metric = HistogramVec::new(
         HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
-        &[label],
+        labels,
     )
     .expect("valid metric");
     registry
@@ -315,6 +371,14 @@ fn histogram(registry: &Registry, name: &str, help: &str, label: &str) -> Histog
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let metric = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("unique metric");
+    metric
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let metric = IntGauge::new(name, help).expect("valid metric");
     registry
         .register(Box::new(metric.clone()))
         .expect("unique metric");

@@ -19,10 +19,11 @@ mod server;
 pub use converse::ConverseSettings;
 pub use hosted_email::HostedEmailSettings;
 pub use identity::{ExchangeSettings, ProviderSettings};
+pub use raw::InvalidationMode;
 pub use routes::{CredentialSet, RouteSpec, TargetSpec, UpstreamSpec};
 pub use server::{
-    AdminSettings, CacheSettings, ClientLimits, LogSettings, ServerSettings, StoreSettings,
-    TlsFiles,
+    AdminSettings, CacheSettings, ClientLimits, LogSettings, RedisServer, RedisSettings,
+    SentinelSettings, ServerSettings, StoreSettings, TlsFiles,
 };
 
 use field::Checker;

@@ -113,10 +113,22 @@ pub struct RawLog {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StoreBackend {
-    /// One SQLite file: the embedded default.
+    /// One SQLite file: the embedded default, for one instance.
     Sqlite,
-    /// Recognised, not yet available.
+    /// A Redis (7.0+) or Valkey server, standalone or under Sentinel: for a fleet.
     Redis,
+}
+
+/// How the instances of a fleet hear that a cached credential changed in Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InvalidationMode {
+    /// Redis client-side-caching broadcasts (`CLIENT TRACKING ON BCAST`): every change, by
+    /// anyone, including a key deleted or expired in Redis itself.
+    Tracking,
+    /// A channel keyway publishes to from the same script that changes a key: for servers
+    /// without BCAST tracking; changes made outside keyway are not heard.
+    Pubsub,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -126,6 +138,36 @@ pub struct RawStore {
     /// The SQLite file, relative to the config file.
     #[serde(default = "defaults::store_path")]
     pub path: Field<String>,
+    /// Redis: `redis://[user:password@]host:port[/db]` or `rediss://...` (TLS).
+    #[serde(default)]
+    pub url: Field<Secret>,
+    /// Redis under Sentinel: the sentinels' `host:port` addresses (instead of `url`).
+    #[serde(default = "empty")]
+    pub sentinels: List<String>,
+    /// Redis under Sentinel: the monitored primary's name (required with `sentinels`).
+    #[serde(default)]
+    pub master_name: Field<String>,
+    /// Redis under Sentinel: the data nodes' ACL user.
+    #[serde(default)]
+    pub username: Field<String>,
+    /// Redis under Sentinel: the data nodes' password.
+    #[serde(default)]
+    pub password: Field<Secret>,
+    /// Redis under Sentinel: the sentinels' own password.
+    #[serde(default)]
+    pub sentinel_password: Field<Secret>,
+    /// Redis: prepended to every key keyway writes.
+    #[serde(default = "defaults::redis_key_prefix")]
+    pub key_prefix: Field<String>,
+    /// Redis: longest wait for one store operation; a slower Redis is a 503.
+    #[serde(default = "defaults::redis_timeout_ms")]
+    pub timeout_ms: Field<u64>,
+    /// Redis: replicas that must acknowledge a write before the client hears it succeeded.
+    #[serde(default = "defaults::redis_wait_replicas")]
+    pub wait_replicas: Field<u32>,
+    /// Redis: how other instances hear of changes to cached credentials.
+    #[serde(default = "defaults::redis_invalidation")]
+    pub invalidation: Field<InvalidationMode>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -430,7 +472,7 @@ default_from_empty_table!(RawLog, RawStore, RawCache, RawLockout);
 
 /// Every default of the config file, written once.
 pub(super) mod defaults {
-    use super::{DirectoryKind, Field, StoreBackend};
+    use super::{DirectoryKind, Field, InvalidationMode, StoreBackend};
 
     macro_rules! defaults {
         ($($name:ident: $type:ty = $value:expr;)*) => {$(
@@ -457,6 +499,10 @@ pub(super) mod defaults {
         log_level: String = "info".to_owned();
         store_backend: StoreBackend = StoreBackend::Sqlite;
         store_path: String = "data/keyway.db".to_owned();
+        redis_key_prefix: String = "kw:".to_owned();
+        redis_timeout_ms: u64 = 200;
+        redis_wait_replicas: u32 = 0;
+        redis_invalidation: InvalidationMode = InvalidationMode::Tracking;
         cache_capacity: u64 = 1_000_000;
         cache_ttl_seconds: u64 = 30;
         connect_timeout_ms: u64 = 1_000;

@@ -181,7 +181,7 @@ fn compile_upstream(
 
 /// `host:port` in shape: a non-empty host (IPv6 in brackets) and a port number. Whether the
 /// host resolves is found out when keyway starts, not by `check-config`.
-fn check_host_port(address: &str) -> Result<(), String> {
+pub(super) fn check_host_port(address: &str) -> Result<(), String> {
     let shaped = address.rsplit_once(':').is_some_and(|(host, port)| {
         let bracketed = host.starts_with('[') && host.ends_with(']');
         let host_ok = !host.is_empty() && (bracketed || !host.contains([':', '[', ']', '/']));
@@ -592,6 +592,15 @@ fn converse_routes(converse: &ConverseSettings) -> Vec<RouteSpec> {
     );
     delete.secret_path_tail = true;
     vec![
+        route(
+            "converse.tokens.delete",
+            format!("{prefix}/tokens"),
+            (
+                Method::DELETE,
+                EndpointKind::ConverseDeleteUserTokens,
+                AuthKind::Converse,
+            ),
+        ),
         route(
             "converse.verify",
             format!("{prefix}/verify"),

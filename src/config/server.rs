@@ -1,7 +1,9 @@
 //! `[server]`, `[admin]`, `[log]`, `[store]` and `[cache]`: the process-wide settings.
 
 use super::field::{Checker, Field, List};
-use super::raw::{RawAdmin, RawCache, RawLog, RawServer, RawStore, StoreBackend};
+use super::raw::{InvalidationMode, RawAdmin, RawCache, RawLog, RawServer, RawStore, StoreBackend};
+use super::routes::check_host_port;
+use super::secret::Secret;
 use ipnet::IpNet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -54,6 +56,38 @@ pub struct LogSettings {
 #[derive(Debug, Clone)]
 pub enum StoreSettings {
     Sqlite { path: PathBuf },
+    Redis(RedisSettings),
+}
+
+/// `[store] backend = "redis"`.
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    pub server: RedisServer,
+    /// Prepended to every key (non-empty, printable ASCII, no spaces).
+    pub key_prefix: String,
+    /// Every operation's bound: slower is a store failure (503-01), never a hang.
+    pub timeout: Duration,
+    /// Replicas that must acknowledge a write (`WAIT`) before it counts as done; 0: none.
+    pub wait_replicas: u32,
+    pub invalidation: InvalidationMode,
+}
+
+/// Which Redis server: one by URL, or the primary Sentinel names.
+#[derive(Debug, Clone)]
+pub enum RedisServer {
+    /// A `redis://` or `rediss://` URL (checked for shape; it may hold a password).
+    Url(Secret),
+    Sentinel(SentinelSettings),
+}
+
+#[derive(Debug, Clone)]
+pub struct SentinelSettings {
+    /// `host:port` of each sentinel (at least one).
+    pub sentinels: Vec<String>,
+    pub master_name: String,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub sentinel_password: Option<Secret>,
 }
 
 #[derive(Debug, Clone)]
@@ -232,27 +266,188 @@ pub(super) fn compile_log(raw: RawLog, checker: &mut Checker) -> Option<LogSetti
 }
 
 pub(super) fn compile_store(
-    raw: RawStore,
+    mut raw: RawStore,
     base: &Path,
     checker: &mut Checker,
 ) -> Option<StoreSettings> {
-    let backend = checker.get("store.backend", raw.backend);
-    if backend == Some(StoreBackend::Redis) {
-        checker.fail(
-            "store.backend",
-            "\"redis\" is not available in this version of keyway (available: \"sqlite\")",
-        );
-    }
-    let path = checker.get("store.path", raw.path)?;
+    let backend = checker.get("store.backend", std::mem::take(&mut raw.backend));
+    let path = checker.get("store.path", std::mem::take(&mut raw.path))?;
     if path.is_empty() {
         checker.fail("store.path", "must not be empty");
     }
+    let redis = compile_redis(raw, backend == Some(StoreBackend::Redis), checker);
     match backend? {
-        StoreBackend::Sqlite => Some(StoreSettings::Sqlite {
-            path: base.join(path),
-        }),
-        StoreBackend::Redis => None,
+        StoreBackend::Sqlite => {
+            for key in redis.written {
+                checker.fail(format!("store.{key}"), "only used with backend = \"redis\"");
+            }
+            Some(StoreSettings::Sqlite {
+                path: base.join(path),
+            })
+        }
+        StoreBackend::Redis => redis.settings.map(StoreSettings::Redis),
     }
+}
+
+/// The Redis settings when they are valid, and which Redis-only keys were written (a problem
+/// when the backend is SQLite).
+struct CompiledRedis {
+    settings: Option<RedisSettings>,
+    written: Vec<&'static str>,
+}
+
+fn compile_redis(keys: RawStore, wanted: bool, checker: &mut Checker) -> CompiledRedis {
+    let written = [
+        ("url", !matches!(keys.url, Field::Absent)),
+        (
+            "sentinels",
+            !matches!(&keys.sentinels, Field::Valid(items) if items.is_empty()),
+        ),
+        ("master_name", !matches!(keys.master_name, Field::Absent)),
+        ("username", !matches!(keys.username, Field::Absent)),
+        ("password", !matches!(keys.password, Field::Absent)),
+        (
+            "sentinel_password",
+            !matches!(keys.sentinel_password, Field::Absent),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(key, written)| written.then_some(key))
+    .collect();
+    if !wanted {
+        return CompiledRedis {
+            settings: None,
+            written,
+        };
+    }
+    let server = compile_redis_server(
+        RedisServerKeys {
+            url: keys.url,
+            sentinels: keys.sentinels,
+            master_name: keys.master_name,
+            username: keys.username,
+            password: keys.password,
+            sentinel_password: keys.sentinel_password,
+        },
+        checker,
+    );
+    let key_prefix = checker.get("store.key_prefix", keys.key_prefix);
+    if let Some(prefix) = &key_prefix
+        && (prefix.is_empty() || prefix.len() > 64 || !prefix.bytes().all(|b| b.is_ascii_graphic()))
+    {
+        checker.fail(
+            "store.key_prefix",
+            "must be 1 to 64 printable ASCII characters without spaces",
+        );
+    }
+    let timeout = checker.get("store.timeout_ms", keys.timeout_ms);
+    if timeout.is_some_and(|ms| !(1..=60_000).contains(&ms)) {
+        checker.fail("store.timeout_ms", "must be between 1 and 60000");
+    }
+    let wait_replicas = checker.get("store.wait_replicas", keys.wait_replicas);
+    if wait_replicas.is_some_and(|replicas| replicas > 100) {
+        checker.fail("store.wait_replicas", "must be at most 100");
+    }
+    let invalidation = checker.get("store.invalidation", keys.invalidation);
+    let settings = (|| {
+        Some(RedisSettings {
+            server: server?,
+            key_prefix: key_prefix?,
+            timeout: Duration::from_millis(timeout?),
+            wait_replicas: wait_replicas?,
+            invalidation: invalidation?,
+        })
+    })();
+    CompiledRedis { settings, written }
+}
+
+/// The `[store]` keys that say which Redis server to use.
+struct RedisServerKeys {
+    url: Field<Secret>,
+    sentinels: List<String>,
+    master_name: Field<String>,
+    username: Field<String>,
+    password: Field<Secret>,
+    sentinel_password: Field<Secret>,
+}
+
+/// `url`, or `sentinels` with `master_name`: exactly one way to find the server.
+fn compile_redis_server(keys: RedisServerKeys, checker: &mut Checker) -> Option<RedisServer> {
+    let url = checker.get("store.url", keys.url);
+    let sentinels = checker.list("store.sentinels", keys.sentinels);
+    let master_name = checker.get("store.master_name", keys.master_name);
+    let username = checker.get("store.username", keys.username);
+    let password = checker.get("store.password", keys.password);
+    let sentinel_password = checker.get("store.sentinel_password", keys.sentinel_password);
+    let sentinels = sentinels.filter(|sentinels| !sentinels.is_empty());
+    match (url, sentinels) {
+        (Some(_), Some(_)) => {
+            checker.fail("store.url", "give either url or sentinels, not both");
+            None
+        }
+        (Some(url), None) => {
+            for (key, written) in [
+                ("store.master_name", master_name.is_some()),
+                ("store.username", username.is_some()),
+                ("store.password", password.is_some()),
+                ("store.sentinel_password", sentinel_password.is_some()),
+            ] {
+                if written {
+                    checker.fail(
+                        key,
+                        "only used with sentinels (a url carries its own user and password)",
+                    );
+                }
+            }
+            checker.check("store.url", check_redis_url(url.expose()))?;
+            Some(RedisServer::Url(url))
+        }
+        (None, Some(sentinels)) => {
+            for (index, address) in sentinels.iter().enumerate() {
+                checker.check(
+                    format!("store.sentinels[{index}]"),
+                    check_host_port(address),
+                );
+            }
+            let Some(master_name) = master_name.filter(|name| !name.is_empty()) else {
+                checker.fail("store.master_name", "is required with sentinels");
+                return None;
+            };
+            Some(RedisServer::Sentinel(SentinelSettings {
+                sentinels,
+                master_name,
+                username,
+                password,
+                sentinel_password,
+            }))
+        }
+        (None, None) => {
+            checker.fail(
+                "store.url",
+                "the redis backend needs url, or sentinels and master_name",
+            );
+            None
+        }
+    }
+}
+
+/// A Redis URL in shape. The message never quotes it: it may hold a password.
+fn check_redis_url(url: &str) -> Result<(), String> {
+    let parsed = url::Url::parse(url).map_err(|error| format!("is not a URL ({error})"))?;
+    if !matches!(parsed.scheme(), "redis" | "rediss") {
+        return Err("must start with redis:// or rediss://".to_owned());
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err("must name a host".to_owned());
+    }
+    let database = parsed.path().trim_start_matches('/');
+    if !database.is_empty() && database.parse::<u16>().is_err() {
+        return Err("its path must be a database number (/0)".to_owned());
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err("must have no query or fragment".to_owned());
+    }
+    Ok(())
 }
 
 pub(super) fn compile_cache(raw: RawCache, checker: &mut Checker) -> Option<CacheSettings> {

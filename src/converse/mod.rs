@@ -14,9 +14,12 @@ use crate::cache::CredentialCache;
 use crate::config::{CacheSettings, ConverseSettings};
 use crate::identity::{MAX_EMAIL_BYTES, Principal};
 use crate::metrics::{CacheSeries, LoginSeries, Metrics};
-use crate::store::{Namespace, Record, SecretKey, Store, StoreError, get_json, now_ms};
+use crate::store::counters::CounterBackend;
+use crate::store::{
+    InvalidationSink, Namespace, Record, SecretKey, Store, StoreError, get_json, now_ms,
+};
 use directory::{Directory, VerifiedUser};
-use lockout::Lockout;
+use lockout::{Locked, Lockout};
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -43,6 +46,8 @@ pub enum ConverseError {
     },
     /// A token to delete that is unknown, expired, or (to a non-admin) someone else's.
     UnknownToken,
+    /// An admin-only call by someone who is not an admin.
+    NotAdmin,
     /// The upstream user directory could not answer: never "valid".
     DirectoryUnavailable,
     /// More logins are waiting for a password check than may wait.
@@ -137,18 +142,30 @@ fn user_principal(email: &str, admin: bool) -> Principal {
 pub struct ConverseService {
     settings: ConverseSettings,
     store: Arc<dyn Store>,
-    cache: CredentialCache<Arc<LiveToken>>,
+    /// Also registered with the store, to hear of tokens changed by other instances.
+    cache: Arc<CredentialCache<Arc<LiveToken>>>,
     directory: Directory,
     lockout: Lockout,
     metrics: Arc<Metrics>,
     cache_series: CacheSeries,
     login_series: LoginSeries,
+    local_invalidations: prometheus::IntCounter,
 }
 
 impl std::fmt::Debug for ConverseService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("ConverseService")
     }
+}
+
+/// An email as accounts are counted and tokens owned: trimmed, lower-case.
+fn normalise_email(email: &str) -> String {
+    email.trim().to_lowercase()
+}
+
+/// The owner of a user's tokens in the store: the digest of the normalised email.
+fn owner_of(email: &str) -> SecretKey {
+    SecretKey::of(normalise_email(email).as_bytes())
 }
 
 /// The canonical text form of a token: lower-case hyphenated UUID.
@@ -163,16 +180,21 @@ impl ConverseService {
         settings: ConverseSettings,
         cache: &CacheSettings,
         store: Arc<dyn Store>,
+        counters: &CounterBackend,
         metrics: Arc<Metrics>,
     ) -> Self {
+        let cache = Arc::new(CredentialCache::new(cache.capacity, cache.ttl));
+        let sink: Arc<dyn InvalidationSink> = cache.clone();
+        store.watch(Namespace::ConverseToken, Arc::downgrade(&sink));
         ConverseService {
             directory: Directory::new(&settings),
-            lockout: Lockout::new(settings.lockout.clone()),
-            cache: CredentialCache::new(cache.capacity, cache.ttl),
+            lockout: Lockout::new(&settings.lockout, counters),
+            cache,
             settings,
             store,
             cache_series: metrics.cache_series(CACHE_NAME),
             login_series: metrics.login_series(),
+            local_invalidations: metrics.cache_invalidation("local"),
             metrics,
         }
     }
@@ -214,21 +236,23 @@ impl ConverseService {
         if login.email.len() > MAX_EMAIL_BYTES {
             return Err(ConverseError::InvalidEmail);
         }
-        let account = login.email.trim().to_lowercase();
+        let account = normalise_email(login.email);
         let attempt = self
             .lockout
             .begin(&account, login.client_ip)
-            .map_err(|retry_after| ConverseError::Locked {
+            .await?
+            .map_err(|Locked(retry_after)| ConverseError::Locked {
                 retry_after_seconds: retry_after.as_secs_f64().ceil().max(1.0) as u64,
             })?;
         // An error (directory down, queue full) drops the attempt: its slot is given back.
         match self.directory.verify(&account, login.password).await? {
             Some(user) => {
-                attempt.succeeded();
+                attempt.succeeded().await?;
                 Ok(user)
             }
             None => {
-                attempt.failed();
+                // Not counted (the store failed): the guess's outcome is not told either.
+                attempt.failed().await?;
                 Err(ConverseError::WrongCredentials)
             }
         }
@@ -251,8 +275,9 @@ impl ConverseService {
             expires_at_ms: lifetime.expiry_from(now_ms()),
         };
         let key = SecretKey::of(token.hyphenated().to_string().as_bytes());
+        let owner = owner_of(email);
         self.store
-            .put(Namespace::ConverseToken, &key, &record)
+            .put(Namespace::ConverseToken, &key, &record, Some(&owner))
             .await?;
         self.metrics.token_issued();
         Ok(token)
@@ -286,13 +311,44 @@ impl ConverseService {
             return Err(ConverseError::UnknownToken);
         }
         let key = SecretKey::of(token.as_bytes());
-        self.cache.invalidate(&key);
         let removed = self.store.remove(Namespace::ConverseToken, &key).await?;
+        // After the removal: a read that began before it is not kept either.
+        self.forget(&key);
         if !removed {
             return Err(ConverseError::UnknownToken);
         }
         self.metrics.token_revoked();
         Ok(())
+    }
+
+    /// `DELETE {prefix}/tokens?email=`: "log out everywhere", for admins. Revokes every token
+    /// of the user, on every instance; returns how many there were.
+    pub async fn revoke_all(
+        &self,
+        email: &str,
+        caller: &Principal,
+    ) -> Result<usize, ConverseError> {
+        if caller.claim_text("admin").as_deref() != Some("true") {
+            return Err(ConverseError::NotAdmin);
+        }
+        if email.len() > MAX_EMAIL_BYTES {
+            return Err(ConverseError::InvalidEmail);
+        }
+        let owner = owner_of(email);
+        let removed = self
+            .store
+            .remove_owned_by(Namespace::ConverseToken, &owner)
+            .await?;
+        for key in &removed {
+            self.forget(key);
+            self.metrics.token_revoked();
+        }
+        Ok(removed.len())
+    }
+
+    fn forget(&self, key: &SecretKey) {
+        self.cache.invalidate(key);
+        self.local_invalidations.inc();
     }
 
     /// A token that is valid now: from the cache, else from the store (then cached).
@@ -311,6 +367,7 @@ impl ConverseService {
             return Ok(None);
         }
         self.cache_series.observe(false);
+        let ticket = self.cache.fill_ticket();
         let loaded =
             get_json::<StoredToken>(self.store.as_ref(), Namespace::ConverseToken, &key).await;
         let Some((stored, expires_at_ms)) = loaded? else {
@@ -325,7 +382,9 @@ impl ConverseService {
             expires_at_ms: AtomicI64::new(expiry),
             stored_expires_at_ms: AtomicI64::new(expiry),
         });
-        self.cache.insert(key, live.clone(), Duration::MAX);
+        if let Some(ticket) = ticket {
+            self.cache.fill(ticket, key, live.clone(), Duration::MAX);
+        }
         Ok(Some(live))
     }
 

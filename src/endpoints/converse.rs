@@ -71,6 +71,25 @@ pub(super) async fn delete_token(
     Ok(EndpointResponse::empty(StatusCode::OK))
 }
 
+/// `DELETE {prefix}/tokens?email=`: every token of that user revoked, on every instance;
+/// admins only. Answers `{"revoked": N}`.
+pub(super) async fn delete_user_tokens(
+    service: &ConverseService,
+    request: EndpointRequest<'_>,
+) -> Result<EndpointResponse, GatewayError> {
+    exact_path(&request, "/tokens", service)?;
+    let email = Parameters::new(request.query, &[])
+        .single("email")
+        .map_err(|_| GatewayError::BadRequest)?
+        .filter(|email| !email.trim().is_empty())
+        .ok_or(GatewayError::UnprocessableEntity)?;
+    let revoked = service.revoke_all(&email, request.principal).await?;
+    Ok(EndpointResponse {
+        status: StatusCode::OK,
+        body: Some(serde_json::json!({ "revoked": revoked })),
+    })
+}
+
 fn exact_path(
     request: &EndpointRequest<'_>,
     suffix: &str,

@@ -23,6 +23,7 @@ pub enum Endpoint {
     ConverseVerifyUser(Arc<ConverseService>),
     ConverseVerifyToken(Arc<ConverseService>),
     ConverseDeleteToken(Arc<ConverseService>),
+    ConverseDeleteUserTokens(Arc<ConverseService>),
     ExchangeAuthenticate(Arc<ExchangeService>),
     HostedEmailRequest(Arc<HostedEmailService>),
     HostedEmailAuthenticate(Arc<HostedEmailService>),
@@ -45,6 +46,9 @@ impl Endpoint {
             EndpointKind::ConverseVerifyUser => Endpoint::ConverseVerifyUser(converse()?),
             EndpointKind::ConverseVerifyToken => Endpoint::ConverseVerifyToken(converse()?),
             EndpointKind::ConverseDeleteToken => Endpoint::ConverseDeleteToken(converse()?),
+            EndpointKind::ConverseDeleteUserTokens => {
+                Endpoint::ConverseDeleteUserTokens(converse()?)
+            }
             EndpointKind::ExchangeAuthenticate => {
                 Endpoint::ExchangeAuthenticate(services.exchange.clone()?)
             }
@@ -66,6 +70,9 @@ impl Endpoint {
             }
             Endpoint::ConverseDeleteToken(service) => {
                 converse::delete_token(service, request).await
+            }
+            Endpoint::ConverseDeleteUserTokens(service) => {
+                converse::delete_user_tokens(service, request).await
             }
             Endpoint::ExchangeAuthenticate(service) => {
                 exchange::authenticate(service, request).await

@@ -148,7 +148,7 @@ impl ExchangeService {
         let user_info_id = new_user_info_id()?;
         let key = SecretKey::of(user_info_id.as_bytes());
         self.store
-            .put(Namespace::ExchangeUserInfo, &key, &record)
+            .put(Namespace::ExchangeUserInfo, &key, &record, None)
             .await?;
         Ok(user_info_id)
     }

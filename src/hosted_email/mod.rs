@@ -14,6 +14,7 @@ pub mod user_token;
 use crate::config::hosted_email::{HostedEmailClient, HostedEmailSettings};
 use crate::identity::{Principal, plain_email};
 use crate::metrics::Metrics;
+use crate::store::counters::CounterBackend;
 use crate::store::{Namespace, Record, SecretKey, Store, StoreError, get_json, now_ms};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -94,6 +95,7 @@ impl HostedEmailService {
     pub fn new(
         settings: HostedEmailSettings,
         store: Arc<dyn Store>,
+        counters: &CounterBackend,
         metrics: Arc<Metrics>,
     ) -> Result<Self, String> {
         Ok(HostedEmailService {
@@ -103,6 +105,7 @@ impl HostedEmailService {
             limits: SendLimits::new(
                 settings.emails_per_address_per_hour,
                 settings.emails_per_client_per_minute,
+                counters,
             ),
             store,
             settings,
@@ -132,7 +135,7 @@ impl HostedEmailService {
         if !clients::callback_allowed(client, callback_url) {
             return Err(HostedEmailError::InvalidRequest);
         }
-        self.limits.admit(&client.name, &email)?;
+        self.limits.admit(&client.name, &email).await?;
         let (authtoken, key) = self.store_authtoken(client, &email).await?;
         let link = link_with_authtoken(callback_url, &authtoken);
         self.send_link(client, to, &link, &key).await
@@ -155,7 +158,7 @@ impl HostedEmailService {
             expires_at_ms: Some(now_ms() + self.settings.authtoken_ttl.as_millis() as i64),
         };
         self.store
-            .put(Namespace::HostedEmailAuthToken, &key, &record)
+            .put(Namespace::HostedEmailAuthToken, &key, &record, None)
             .await?;
         Ok((authtoken, key))
     }

@@ -1,19 +1,18 @@
 //! Limits on authentication emails: per address (so nobody is flooded) and per client passkey
-//! (so one client cannot burn the mail budget). GCRA limiters from `governor`.
+//! (so one client cannot burn the mail budget). GCRA limits kept where the store says
+//! ([`CounterBackend`]): in this process, or in Redis for the whole fleet. Addresses are
+//! counted by their SHA-256, so none is written to Redis.
 
 use super::HostedEmailError;
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota};
+use crate::store::counters::{CounterBackend, RateLimiter};
+use crate::store::{SecretKey, StoreError};
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU64, Ordering};
-
-/// Forget idle keys after this many checks, so the key maps stay bounded.
-const RETAIN_EVERY: u64 = 4096;
+use std::sync::Arc;
+use std::time::Duration;
 
 pub(super) struct SendLimits {
-    per_address: DefaultKeyedRateLimiter<String>,
-    per_client: DefaultKeyedRateLimiter<String>,
-    checks: AtomicU64,
+    per_address: Arc<dyn RateLimiter>,
+    per_client: Arc<dyn RateLimiter>,
 }
 
 impl std::fmt::Debug for SendLimits {
@@ -23,45 +22,51 @@ impl std::fmt::Debug for SendLimits {
 }
 
 impl SendLimits {
-    pub(super) fn new(per_address_per_hour: NonZeroU32, per_client_per_minute: NonZeroU32) -> Self {
+    pub(super) fn new(
+        per_address_per_hour: NonZeroU32,
+        per_client_per_minute: NonZeroU32,
+        counters: &CounterBackend,
+    ) -> Self {
+        let hour = Duration::from_secs(3600);
+        let minute = Duration::from_secs(60);
         SendLimits {
-            per_address: DefaultKeyedRateLimiter::keyed(Quota::per_hour(per_address_per_hour)),
-            per_client: DefaultKeyedRateLimiter::keyed(Quota::per_minute(per_client_per_minute)),
-            checks: AtomicU64::new(0),
+            per_address: counters.rate_limiter("address", per_address_per_hour, hour),
+            per_client: counters.rate_limiter("client", per_client_per_minute, minute),
         }
     }
 
     /// Counts one email for `client` to `address`; 429-01 with Retry-After when over a limit.
-    pub(super) fn admit(&self, client: &str, address: &str) -> Result<(), HostedEmailError> {
-        if self.checks.fetch_add(1, Ordering::Relaxed) % RETAIN_EVERY == RETAIN_EVERY - 1 {
-            self.per_address.retain_recent();
-            self.per_client.retain_recent();
-        }
-        check(&self.per_client, client.to_owned())?;
-        check(&self.per_address, address.to_lowercase())
+    pub(super) async fn admit(&self, client: &str, address: &str) -> Result<(), HostedEmailError> {
+        check(self.per_client.admit(client).await)?;
+        let address = SecretKey::of(address.to_lowercase().as_bytes()).to_hex();
+        check(self.per_address.admit(&address).await)
     }
 }
 
-fn check(limiter: &DefaultKeyedRateLimiter<String>, key: String) -> Result<(), HostedEmailError> {
-    limiter.check_key(&key).map_err(|not_until| {
-        let wait = not_until.wait_time_from(DefaultClock::default().now());
-        HostedEmailError::RateLimited {
+fn check(admitted: Result<Option<Duration>, StoreError>) -> Result<(), HostedEmailError> {
+    match admitted? {
+        None => Ok(()),
+        Some(wait) => Err(HostedEmailError::RateLimited {
             retry_after_seconds: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
-        }
-    })
+        }),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn each_limit_is_counted_separately_and_says_when_to_retry() {
-        let limits = SendLimits::new(NonZeroU32::new(2).unwrap(), NonZeroU32::new(3).unwrap());
-        assert!(limits.admit("c", "a@example.com").is_ok());
-        assert!(limits.admit("c", "A@example.com").is_ok());
+    #[tokio::test]
+    async fn each_limit_is_counted_separately_and_says_when_to_retry() {
+        let limits = SendLimits::new(
+            NonZeroU32::new(2).unwrap(),
+            NonZeroU32::new(3).unwrap(),
+            &CounterBackend::Local,
+        );
+        assert!(limits.admit("c", "a@example.com").await.is_ok());
+        assert!(limits.admit("c", "A@example.com").await.is_ok());
         // The third email to one address (any case) in the hour is refused for ~30 minutes.
-        match limits.admit("c", "a@EXAMPLE.com") {
+        match limits.admit("c", "a@EXAMPLE.com").await {
             Err(HostedEmailError::RateLimited {
                 retry_after_seconds,
             }) => assert!(
@@ -72,9 +77,9 @@ mod tests {
         }
         // That refusal used the client's third email of the minute; the next is refused.
         assert!(matches!(
-            limits.admit("c", "b@example.com"),
+            limits.admit("c", "b@example.com").await,
             Err(HostedEmailError::RateLimited { .. })
         ));
-        assert!(limits.admit("other", "b@example.com").is_ok());
+        assert!(limits.admit("other", "b@example.com").await.is_ok());
     }
 }

@@ -123,10 +123,15 @@ impl JwtVerifier {
             // issuer): verify again, for this scope.
         }
         self.cache_series.observe(false);
+        // A JWT is verified from its own signature: no store behind this cache to change it,
+        // so the ticket is always granted.
+        let ticket = self.cache.fill_ticket();
         let (principal, valid_until_ms) = self.verify_uncached(token, scope).await?;
         let valid_for = u64::try_from(valid_until_ms - now_ms()).unwrap_or(0);
-        self.cache
-            .insert(key, principal.clone(), Duration::from_millis(valid_for));
+        if let Some(ticket) = ticket {
+            let valid_for = Duration::from_millis(valid_for);
+            self.cache.fill(ticket, key, principal.clone(), valid_for);
+        }
         Ok(principal)
     }
 

@@ -15,14 +15,19 @@ use tokio::sync::Semaphore;
 const MAX_CONCURRENT: usize = 4;
 
 /// Each entry upgrades the schema by one version.
-const MIGRATIONS: &[&str] = &["CREATE TABLE records (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE records (
         namespace TEXT NOT NULL,
         key BLOB NOT NULL,
         value BLOB NOT NULL,
         expires_at_ms INTEGER,
         PRIMARY KEY (namespace, key)
     ) WITHOUT ROWID;
-    CREATE INDEX records_expiry ON records (expires_at_ms) WHERE expires_at_ms IS NOT NULL;"];
+    CREATE INDEX records_expiry ON records (expires_at_ms) WHERE expires_at_ms IS NOT NULL;",
+    // 2: the user a record belongs to, for "log out everywhere".
+    "ALTER TABLE records ADD COLUMN owner BLOB;
+    CREATE INDEX records_owner ON records (namespace, owner) WHERE owner IS NOT NULL;",
+];
 
 pub struct SqliteStore {
     connection: Arc<Mutex<Connection>>,
@@ -102,13 +107,20 @@ fn migrate(connection: &Connection) -> StoreResult<()> {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn put(&self, namespace: Namespace, key: &SecretKey, record: &Record) -> StoreResult<()> {
+    async fn put(
+        &self,
+        namespace: Namespace,
+        key: &SecretKey,
+        record: &Record,
+        owner: Option<&SecretKey>,
+    ) -> StoreResult<()> {
         let (key, record) = (*key.as_bytes(), record.clone());
+        let owner = owner.map(|owner| owner.as_bytes().to_vec());
         self.run(move |connection| {
             connection
                 .execute(
-                    "INSERT OR REPLACE INTO records (namespace, key, value, expires_at_ms) VALUES (?1, ?2, ?3, ?4)",
-                    params![namespace.as_str(), &key[..], record.value, record.expires_at_ms],
+                    "INSERT INTO records (namespace, key, value, expires_at_ms, owner) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![namespace.as_str(), &key[..], record.value, record.expires_at_ms, owner],
                 )
                 .map(drop)
         })
@@ -147,6 +159,32 @@ impl Store for SqliteStore {
                     params![namespace.as_str(), &key[..], now],
                 )
                 .map(|deleted| deleted > 0)
+        })
+        .await
+    }
+
+    async fn remove_owned_by(
+        &self,
+        namespace: Namespace,
+        owner: &SecretKey,
+    ) -> StoreResult<Vec<SecretKey>> {
+        let owner = *owner.as_bytes();
+        let now = super::now_ms();
+        self.run(move |connection| {
+            let mut statement = connection.prepare(
+                "DELETE FROM records WHERE namespace = ?1 AND owner = ?2
+                 AND (expires_at_ms IS NULL OR expires_at_ms > ?3) RETURNING key",
+            )?;
+            let keys = statement
+                .query_map(params![namespace.as_str(), &owner[..], now], |row| {
+                    row.get::<_, Vec<u8>>(0)
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(keys
+                .iter()
+                .filter_map(|key| <[u8; 32]>::try_from(key.as_slice()).ok())
+                .map(SecretKey::from_bytes)
+                .collect())
         })
         .await
     }
@@ -200,7 +238,7 @@ mod tests {
             expires_at_ms: None,
         };
         store
-            .put(Namespace::ConverseToken, &live, &record)
+            .put(Namespace::ConverseToken, &live, &record, None)
             .await
             .unwrap();
         let expired = Record {
@@ -208,7 +246,7 @@ mod tests {
             expires_at_ms: Some(now_ms() - 1),
         };
         store
-            .put(Namespace::ConverseToken, &old, &expired)
+            .put(Namespace::ConverseToken, &old, &expired, None)
             .await
             .unwrap();
         assert_eq!(
