@@ -164,6 +164,8 @@ pub(super) async fn watch_forever(
     mode: InvalidationMode,
 ) {
     let mut retry = RETRY_FIRST;
+    // The first failure of a streak is a warning; the retries after it are debug lines.
+    let mut failing = false;
     loop {
         let Some(strong) = invalidations.upgrade() else {
             return;
@@ -176,6 +178,7 @@ pub(super) async fn watch_forever(
             Ok(mut connection) => {
                 strong.set_trusted(true);
                 retry = RETRY_FIRST;
+                failing = false;
                 watch_connection(&link, &state, &mut connection).await;
                 state.live.store(false, Ordering::Release);
                 strong.set_trusted(false);
@@ -183,7 +186,12 @@ pub(super) async fn watch_forever(
             }
             Err(error) => {
                 strong.set_trusted(false);
-                tracing::debug!(%error, "redis invalidation connection failed");
+                if failing {
+                    tracing::debug!(%error, "cannot connect to redis");
+                } else {
+                    tracing::warn!(%error, "cannot connect to redis");
+                }
+                failing = true;
                 link.suspect();
             }
         }
