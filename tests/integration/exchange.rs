@@ -1,15 +1,16 @@
 //! The identity exchange (seed 003): IdP token + PKCE challenge -> userInfoId, redeemed on
 //! `exchange` routes with the verifier from the query (start chat) or the JSON body (set identity).
+//! The tests in `on_both_stores!` run on SQLite and on Redis.
 
 use crate::support::jose::{ISSUER, JwksServer, mint, providers, unix_now};
-use crate::support::{Backend, Keyway, envelope};
+use crate::support::{Backend, Keyway, StoreKind, TestStore, envelope};
 use reqwest::blocking::Client;
 use serde_json::{Value, json};
 use std::time::Duration;
 
 /// RFC 7636 Appendix B.
-const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+pub const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+pub const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 /// The verifier as issue 5 quotes it: it does not hash to CHALLENGE.
 const MISQUOTED_VERIFIER: &str = "dBjftJeZ4CVP-mA92Q9lY6YYkrh25ZvRK9qfcVtCkUc";
 
@@ -17,15 +18,27 @@ fn claims(subject: &str, exp_in: i64) -> Value {
     json!({"iss": ISSUER, "aud": "chat", "sub": subject, "email": format!("{subject}@example.com"), "exp": unix_now() + exp_in})
 }
 
-struct Setup {
-    backend: Backend,
-    keyway: Keyway,
-    tokens: std::collections::HashMap<String, String>,
-    _jwks: JwksServer,
-    _dir: tempfile::TempDir,
+on_both_stores!(
+    every_algorithm_exchanges_and_the_verifier_never_goes_upstream,
+    wrong_verifier_replay_other_customer_and_expiry_are_refused,
+    two_concurrent_redemptions_have_exactly_one_winner,
+    a_credential_parameter_given_twice_is_refused_and_nothing_is_consumed,
+);
+
+pub struct Setup {
+    pub backend: Backend,
+    pub keyway: Keyway,
+    pub tokens: std::collections::HashMap<String, String>,
+    pub jwks: JwksServer,
+    pub store: TestStore,
 }
 
 fn start() -> Setup {
+    start_on(StoreKind::Sqlite)
+}
+
+/// The tokens the tests present, their provider's JWKS server and the store.
+pub fn start_on(kind: StoreKind) -> Setup {
     let minted = mint(&json!({
         "keys": [{"kid": "rsa", "kty": "RSA"}, {"kid": "ec", "kty": "EC", "crv": "P-256"}, {"kid": "ed", "kty": "OKP", "crv": "Ed25519"}],
         "tokens": [
@@ -39,12 +52,22 @@ fn start() -> Setup {
     }));
     let jwks = JwksServer::start(&minted.jwks);
     let backend = Backend::start();
-    let dir = tempfile::tempdir().unwrap();
+    let store = TestStore::new(kind);
+    let keyway = Keyway::start(&exchange_config(&backend, &jwks, &store), &[]);
+    Setup {
+        backend,
+        keyway,
+        tokens: minted.tokens,
+        jwks,
+        store,
+    }
+}
+
+/// Exchange routes for `customer123` (start chat, set identity) and `othercorp`.
+pub fn exchange_config(backend: &Backend, jwks: &JwksServer, store: &TestStore) -> String {
     let routes = format!(
         r#"
-[store]
-path = "{store}"
-
+{store}
 [exchange]
 ttl_seconds = 600
 
@@ -72,20 +95,13 @@ upstream = "backend"
 auth = ["exchange"]
 customers = ["othercorp"]
 "#,
-        store = dir.path().join("keyway.db").display(),
+        store = store.section(),
         providers = providers(&jwks.url(), ISSUER, ISSUER, "")
     );
-    let keyway = Keyway::start(&crate::support::config(backend.address, &routes), &[]);
-    Setup {
-        backend,
-        keyway,
-        tokens: minted.tokens,
-        _jwks: jwks,
-        _dir: dir,
-    }
+    crate::support::config(backend.address, &routes)
 }
 
-fn exchange(setup: &Setup, path: &str, body: &Value) -> reqwest::blocking::Response {
+pub fn exchange(setup: &Setup, path: &str, body: &Value) -> reqwest::blocking::Response {
     Client::new()
         .post(setup.keyway.url(path))
         .json(body)
@@ -94,7 +110,7 @@ fn exchange(setup: &Setup, path: &str, body: &Value) -> reqwest::blocking::Respo
 }
 
 /// A userInfoId for `token` bound to CHALLENGE.
-fn user_info_id(setup: &Setup, token: &str) -> String {
+pub fn user_info_id(setup: &Setup, token: &str) -> String {
     let response = exchange(
         setup,
         "/api/authenticate/customer123",
@@ -107,16 +123,20 @@ fn user_info_id(setup: &Setup, token: &str) -> String {
     id
 }
 
-fn start_chat(setup: &Setup, route: &str, id: &str, verifier: &str) -> reqwest::blocking::Response {
+pub fn start_chat(
+    setup: &Setup,
+    route: &str,
+    id: &str,
+    verifier: &str,
+) -> reqwest::blocking::Response {
     let url = setup.keyway.url(&format!(
         "{route}c1/route/q1?userInfoId={id}&codeVerifier={verifier}"
     ));
     Client::new().post(url).send().unwrap()
 }
 
-#[test]
-fn every_algorithm_exchanges_and_the_verifier_never_goes_upstream() {
-    let setup = start();
+fn every_algorithm_exchanges_and_the_verifier_never_goes_upstream(kind: StoreKind) {
+    let setup = start_on(kind);
     for alg in ["RS256", "PS256", "ES256", "EdDSA"] {
         let id = user_info_id(&setup, &setup.tokens[alg]);
         let response = start_chat(&setup, "/api/conversation/", &id, VERIFIER);
@@ -167,9 +187,8 @@ fn every_algorithm_exchanges_and_the_verifier_never_goes_upstream() {
     assert_eq!(seen.values("x-auth-subject"), vec!["es-user"]);
 }
 
-#[test]
-fn wrong_verifier_replay_other_customer_and_expiry_are_refused() {
-    let setup = start();
+fn wrong_verifier_replay_other_customer_and_expiry_are_refused(kind: StoreKind) {
+    let setup = start_on(kind);
     let denied = |response: reqwest::blocking::Response, why: &str| {
         assert_eq!(response.status(), 401, "{why}");
         assert_eq!(envelope(&response.bytes().unwrap()).1, "401-01", "{why}");
@@ -231,9 +250,8 @@ fn wrong_verifier_replay_other_customer_and_expiry_are_refused() {
     );
 }
 
-#[test]
-fn two_concurrent_redemptions_have_exactly_one_winner() {
-    let setup = start();
+fn two_concurrent_redemptions_have_exactly_one_winner(kind: StoreKind) {
+    let setup = start_on(kind);
     for round in 0..5 {
         let id = user_info_id(&setup, &setup.tokens["EdDSA"]);
         let url = setup.keyway.url(&format!(
@@ -400,10 +418,9 @@ fn a_verifier_is_read_and_removed_under_one_naming_rule() {
     assert_eq!(forwarded, json!({"UserInfoId": id, "name": "Ada"}));
 }
 
-#[test]
-fn a_credential_parameter_given_twice_is_refused_and_nothing_is_consumed() {
+fn a_credential_parameter_given_twice_is_refused_and_nothing_is_consumed(kind: StoreKind) {
     // Issue 12, finding 7: keyway authenticated the first userInfoId and forwarded the others.
-    let setup = start();
+    let setup = start_on(kind);
     let id = user_info_id(&setup, &setup.tokens["ES256"]);
     let other = user_info_id(&setup, &setup.tokens["EdDSA"]);
     let query = |extra: &str| {

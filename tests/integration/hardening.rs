@@ -1,7 +1,7 @@
 //! Regressions of the attack review (issue 12): each test names its finding and fails on the
 //! code before the fix.
 
-use crate::support::{Backend, Keyway, config, envelope, metric, raw_http};
+use crate::support::{Backend, Keyway, StoreKind, TestStore, config, envelope, metric, raw_http};
 
 /// A public catch-all and a protected route on the same prefix for one host.
 const HOST_ROUTES: &str = r#"
@@ -213,9 +213,9 @@ auth = ["none"]
 
 /// A converse config whose lockout locks a client after 3 failures, with `server_extra` in
 /// `[server]` and a public route to see what reaches the upstream.
-fn lockout_config(backend: &Backend, dir: &tempfile::TempDir, server_extra: &str) -> String {
+fn lockout_config(backend: &Backend, store: &TestStore, server_extra: &str) -> String {
     let converse = "[converse.lockout]\nmax_failures = 100\nip_max_failures = 3\nbase_seconds = 60";
-    crate::support::converse::config(backend.address, &dir.path().join("k.db"), converse).replace(
+    crate::support::converse::config(backend.address, store, converse).replace(
         "grace_period_seconds = 10",
         &format!("grace_period_seconds = 10\n{server_extra}"),
     ) + crate::support::API_ROUTE
@@ -237,8 +237,8 @@ fn wrong_login(keyway: &Keyway, account: &str, forwarded_for: &str) -> u16 {
 #[test]
 fn behind_a_trusted_proxy_the_per_ip_lockout_counts_the_forwarded_client() {
     let backend = Backend::start();
-    let dir = tempfile::tempdir().unwrap();
-    let config = lockout_config(&backend, &dir, r#"trusted_proxies = ["127.0.0.1/32"]"#);
+    let store = TestStore::new(StoreKind::Sqlite);
+    let config = lockout_config(&backend, &store, r#"trusted_proxies = ["127.0.0.1/32"]"#);
     let keyway = Keyway::start(&config, &[]);
     for n in 0..3 {
         assert_eq!(
@@ -273,8 +273,8 @@ fn behind_a_trusted_proxy_the_per_ip_lockout_counts_the_forwarded_client() {
 #[test]
 fn from_an_untrusted_peer_a_forged_forwarded_for_is_ignored() {
     let backend = Backend::start();
-    let dir = tempfile::tempdir().unwrap();
-    let keyway = Keyway::start(&lockout_config(&backend, &dir, ""), &[]);
+    let store = TestStore::new(StoreKind::Sqlite);
+    let keyway = Keyway::start(&lockout_config(&backend, &store, ""), &[]);
     for n in 0..3 {
         let forged = format!("198.51.100.{n}");
         assert_eq!(

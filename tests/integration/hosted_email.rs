@@ -1,29 +1,28 @@
 //! Hosted email authentication (seed 002) against a real SMTP server (aiosmtpd): request an
-//! email, follow the link's authtoken, trade it for a user token, submit with it.
+//! email, follow the link's authtoken, trade it for a user token, submit with it. The tests in
+//! `on_both_stores!` run on SQLite and on Redis.
 
 use crate::support::smtp::SmtpServer;
-use crate::support::{Backend, Keyway, envelope};
+use crate::support::{Backend, Keyway, StoreKind, TestStore, envelope};
 use reqwest::blocking::{Client, Response};
 use serde_json::{Value, json};
 use std::time::Duration;
 
-const PASSKEY_A: &str = "passkey-client-a-0123456789";
+pub const PASSKEY_A: &str = "passkey-client-a-0123456789";
 const PASSKEY_B: &str = "passkey-client-b-0123456789";
-const CALLBACK: &str = "https://reviews.example.com/confirm";
+pub const CALLBACK: &str = "https://reviews.example.com/confirm";
 
 /// `[hosted_email]` with clients a and b; `keys` is the `encryption_keys` array body.
-fn hosted_config(
+pub fn hosted_config(
     backend: &Backend,
-    store: &std::path::Path,
+    store: &TestStore,
     delivery: &str,
     extra: &str,
     keys: &str,
 ) -> String {
     let tables = format!(
         r#"
-[store]
-path = "{store}"
-
+{store}
 [hosted_email]
 {delivery}
 from = "Reviews <no-reply@reviews.example.com>"
@@ -49,51 +48,59 @@ upstream = "backend"
 auth = ["hosted_email"]
 identity_headers = {{ "x-auth-email" = "email", "x-auth-client" = "client" }}
 "#,
-        store = store.display()
+        store = store.section()
     );
     crate::support::config(backend.address, &tables)
 }
+
+on_both_stores!(
+    the_whole_flow_from_email_to_submission,
+    authtokens_are_single_use_and_bad_ones_are_400_with_both_error_forms,
+    an_expired_authtoken_and_an_expired_user_token_are_refused,
+    bad_apiversion_passkey_and_callback_urls_are_refused_and_send_nothing,
+    an_email_that_cannot_be_sent_is_503_and_its_authtoken_is_not_kept,
+);
 
 struct Setup {
     backend: Backend,
     smtp: SmtpServer,
     keyway: Keyway,
-    dir: tempfile::TempDir,
+    store: TestStore,
 }
 
-const ENV: [(&str, &str); 4] = [
+pub const ENV: [(&str, &str); 4] = [
     ("PASSKEY_A", PASSKEY_A),
     ("PASSKEY_B", PASSKEY_B),
     ("KEY_OLD", "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="),
     ("KEY_NEW", "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI="),
 ];
 
-fn start_with(extra: &str, keys: &str) -> Setup {
+fn start_with_on(kind: StoreKind, extra: &str, keys: &str) -> Setup {
     let backend = Backend::start();
     let smtp = SmtpServer::start();
-    let dir = tempfile::tempdir().unwrap();
+    let store = TestStore::new(kind);
     let delivery = format!("smtp_url = \"{}\"", smtp.url());
-    let config = hosted_config(
-        &backend,
-        &dir.path().join("keyway.db"),
-        &delivery,
-        extra,
-        keys,
-    );
+    let config = hosted_config(&backend, &store, &delivery, extra, keys);
     let keyway = Keyway::start(&config, &ENV);
     Setup {
         backend,
         smtp,
         keyway,
-        dir,
+        store,
     }
 }
 
-fn start() -> Setup {
-    start_with("", r#"{ id = "old", key = "${KEY_OLD}" }"#)
+pub const OLD_KEY: &str = r#"{ id = "old", key = "${KEY_OLD}" }"#;
+
+fn start_on(kind: StoreKind) -> Setup {
+    start_with_on(kind, "", OLD_KEY)
 }
 
-fn request_email(keyway: &Keyway, query: &str, body: &Value) -> Response {
+fn start() -> Setup {
+    start_on(StoreKind::Sqlite)
+}
+
+pub fn request_email(keyway: &Keyway, query: &str, body: &Value) -> Response {
     Client::new()
         .post(keyway.url(&format!("/api/hostedauthentication{query}")))
         .json(body)
@@ -101,7 +108,7 @@ fn request_email(keyway: &Keyway, query: &str, body: &Value) -> Response {
         .unwrap()
 }
 
-fn authenticate(keyway: &Keyway, passkey: &str, authtoken: Option<&str>) -> Response {
+pub fn authenticate(keyway: &Keyway, passkey: &str, authtoken: Option<&str>) -> Response {
     let mut query = format!("?apiversion=5.4&passkey={passkey}");
     if let Some(authtoken) = authtoken {
         query.push_str(&format!("&authtoken={authtoken}"));
@@ -134,7 +141,7 @@ fn authtoken_by_email(setup: &Setup, email: &str) -> String {
 }
 
 /// The authtoken after `link_prefix` in an email's text.
-fn link_authtoken(text: &str, link_prefix: &str) -> String {
+pub fn link_authtoken(text: &str, link_prefix: &str) -> String {
     let start = text
         .find(link_prefix)
         .unwrap_or_else(|| panic!("no link {link_prefix} in:\n{text}"))
@@ -161,16 +168,9 @@ fn submit(keyway: &Keyway, query: &str, headers: &[(&str, &str)]) -> Response {
     request.body("").send().unwrap()
 }
 
-/// How many authtokens the store file holds (only their SHA-256 is there).
-fn stored_authtokens(store: &std::path::Path) -> i64 {
-    let connection = rusqlite::Connection::open(store).unwrap();
-    connection
-        .query_row(
-            "SELECT COUNT(*) FROM records WHERE namespace = 'hosted_email_authtoken'",
-            [],
-            |row| row.get(0),
-        )
-        .unwrap()
+/// How many authtokens the store holds (only their SHA-256 is there).
+fn stored_authtokens(store: &TestStore) -> i64 {
+    store.records("hosted_email_authtoken")
 }
 
 /// A 400 that both kinds of client can read: keyway's envelope and the seed's error list.
@@ -184,28 +184,23 @@ fn assert_bad_authtoken(response: Response, case: &str) {
     assert!(body["Errors"][0]["Message"].is_string(), "{case}");
 }
 
-#[test]
-fn the_whole_flow_from_email_to_submission() {
-    let setup = start();
+fn the_whole_flow_from_email_to_submission(kind: StoreKind) {
+    let setup = start_on(kind);
     let authtoken = authtoken_by_email(&setup, "ann@example.com");
     assert!(authtoken.len() >= 43, "256-bit authtoken: {authtoken}");
-    let store = setup.dir.path().join("keyway.db");
-    assert_eq!(stored_authtokens(&store), 1);
+    assert_eq!(stored_authtokens(&setup.store), 1);
     let metrics = reqwest::blocking::get(setup.keyway.admin_url("/metrics"))
         .unwrap()
         .text()
         .unwrap();
     assert!(metrics.contains(r#"keyway_emails_total{result="sent"} 1"#));
-    let file = std::fs::read(&store).unwrap();
-    let wal = std::fs::read(store.with_extension("db-wal")).unwrap_or_default();
-    for bytes in [&file, &wal] {
-        assert!(
-            !bytes
-                .windows(authtoken.len())
-                .any(|window| window == authtoken.as_bytes()),
-            "the authtoken is stored in clear"
-        );
-    }
+    let bytes = setup.store.raw_bytes();
+    assert!(
+        !bytes
+            .windows(authtoken.len())
+            .any(|window| window == authtoken.as_bytes()),
+        "the authtoken is stored in clear"
+    );
 
     let response = authenticate(&setup.keyway, PASSKEY_A, Some(&authtoken));
     assert_eq!(response.status(), 200);
@@ -268,9 +263,8 @@ fn the_whole_flow_from_email_to_submission() {
     assert_eq!(setup.backend.received().len(), forwarded);
 }
 
-#[test]
-fn authtokens_are_single_use_and_bad_ones_are_400_with_both_error_forms() {
-    let setup = start();
+fn authtokens_are_single_use_and_bad_ones_are_400_with_both_error_forms(kind: StoreKind) {
+    let setup = start_on(kind);
     let authtoken = authtoken_by_email(&setup, "bo@example.com");
     // Another client cannot use it, and trying does not use it up.
     assert_bad_authtoken(
@@ -325,9 +319,9 @@ fn authtokens_are_single_use_and_bad_ones_are_400_with_both_error_forms() {
     }
 }
 
-#[test]
-fn an_expired_authtoken_and_an_expired_user_token_are_refused() {
-    let setup = start_with(
+fn an_expired_authtoken_and_an_expired_user_token_are_refused(kind: StoreKind) {
+    let setup = start_with_on(
+        kind,
         "authtoken_ttl_seconds = 1\nuser_token_ttl_seconds = 1",
         r#"{ id = "old", key = "${KEY_OLD}" }"#,
     );
@@ -353,9 +347,9 @@ fn an_expired_authtoken_and_an_expired_user_token_are_refused() {
     assert_eq!(envelope(&response.bytes().unwrap()).1, "401-01");
 }
 
-#[test]
-fn bad_apiversion_passkey_and_callback_urls_are_refused_and_send_nothing() {
-    let setup = start_with(
+fn bad_apiversion_passkey_and_callback_urls_are_refused_and_send_nothing(kind: StoreKind) {
+    let setup = start_with_on(
+        kind,
         "emails_per_address_per_hour = 2",
         r#"{ id = "old", key = "${KEY_OLD}" }"#,
     );
@@ -506,7 +500,7 @@ fn tampered_foreign_and_unknown_key_user_tokens_are_denied_and_keys_rotate() {
     // Rotation: a new key in front of the old one. Old tokens still work; new ones use "new".
     let rotated = hosted_config(
         &setup.backend,
-        &setup.dir.path().join("keyway.db"),
+        &setup.store,
         &format!("smtp_url = \"{}\"", setup.smtp.url()),
         "",
         r#"{ id = "new", key = "${KEY_NEW}" }, { id = "old", key = "${KEY_OLD}" }"#,
@@ -571,14 +565,13 @@ fn the_shipped_config_runs_the_flow_through_its_outbox() {
     assert_eq!(received.values("x-auth-client"), ["reviews-demo"]);
 }
 
-#[test]
-fn an_email_that_cannot_be_sent_is_503_and_its_authtoken_is_not_kept() {
+fn an_email_that_cannot_be_sent_is_503_and_its_authtoken_is_not_kept(kind: StoreKind) {
     let backend = Backend::start();
-    let dir = tempfile::tempdir().unwrap();
+    let store = TestStore::new(kind);
     let closed = crate::support::closed_port();
     let config = hosted_config(
         &backend,
-        &dir.path().join("keyway.db"),
+        &store,
         &format!("smtp_url = \"smtp://{closed}\""),
         "",
         r#"{ id = "old", key = "${KEY_OLD}" }"#,
@@ -593,7 +586,7 @@ fn an_email_that_cannot_be_sent_is_503_and_its_authtoken_is_not_kept() {
     assert_eq!(envelope(&response.bytes().unwrap()).1, "503-01");
     let logs = keyway.logs();
     assert!(logs.contains("authentication email not sent"), "{logs}");
-    assert_eq!(stored_authtokens(&dir.path().join("keyway.db")), 0);
+    assert_eq!(stored_authtokens(&store), 0);
     let metrics = reqwest::blocking::get(keyway.admin_url("/metrics"))
         .unwrap()
         .text()
@@ -610,7 +603,8 @@ fn planted_authtokens_and_unusual_addresses_are_refused_without_sending() {
     // Issue 12, finding 8: a callback that already carries an authtoken put two in the link,
     // the planted one first. Finding 9: quoted local parts counted apart from the plain
     // address, and addresses lettre cannot send answered 503 and counted as a failed email.
-    let setup = start_with(
+    let setup = start_with_on(
+        StoreKind::Sqlite,
         "emails_per_address_per_hour = 1",
         r#"{ id = "old", key = "${KEY_OLD}" }"#,
     );

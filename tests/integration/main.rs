@@ -3,12 +3,14 @@
 // A test crate has no public API: `pub` in its modules only means "shared between tests".
 #![allow(unreachable_pub)]
 
+#[macro_use]
 mod support;
 
 mod check_config;
 mod converse;
 mod errors;
 mod exchange;
+mod fleet;
 mod forwarding;
 mod hardening;
 mod hosted_email;

@@ -1,10 +1,9 @@
 //! Helpers for the Converse token API: a config with users, log in, call with a token.
 
-use super::Keyway;
+use super::{Keyway, TestStore};
 use reqwest::blocking::{Client, Response};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::OnceLock;
 
 pub const USER: &str = "user@example.com";
@@ -30,15 +29,13 @@ pub fn password_hash() -> &'static str {
 }
 
 /// A config with the token API, two users, a protected route and extra `[converse]` keys.
-pub fn config(backend: SocketAddr, store: &Path, converse_extra: &str) -> String {
+pub fn config(backend: SocketAddr, store: &TestStore, converse_extra: &str) -> String {
     let hash = password_hash();
     super::config(
         backend,
         &format!(
             r#"
-[store]
-path = "{store}"
-
+{store}
 [cache]
 ttl_seconds = 30
 
@@ -61,7 +58,7 @@ upstream = "backend"
 auth = ["converse"]
 identity_headers = {{ "x-auth-email" = "email", "x-auth-admin" = "admin" }}
 "#,
-            store = store.display()
+            store = store.section()
         ),
     )
 }

@@ -112,12 +112,7 @@ impl Keyway {
     }
 
     pub fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(self.pid().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success());
+        super::send_signal(self.pid(), signal);
     }
 
     /// Waits (bounded) for the process to exit.

@@ -1,17 +1,42 @@
 //! Test helpers: a real upstream, a real keyway process, raw HTTP, envelope checks.
 
+/// Runs each named test function (taking a [`redis::StoreKind`]) once per store backend, as
+/// `sqlite::name` and `redis::name`.
+macro_rules! on_both_stores {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[test] fn $test() { super::$test($crate::support::redis::StoreKind::Sqlite) } )*
+        }
+        mod redis {
+            $( #[test] fn $test() { super::$test($crate::support::redis::StoreKind::Redis) } )*
+        }
+    };
+}
+
 pub mod backend;
 pub mod converse;
 pub mod jose;
 pub mod keyway;
 pub mod pki;
 pub mod raw_http;
+pub mod redis;
 pub mod smtp;
 
 pub use backend::Backend;
 pub use keyway::Keyway;
+pub use redis::{StoreKind, TestStore};
 
 use std::net::SocketAddr;
+
+/// Sends `signal` (`TERM`, `KILL`, `STOP`, ...) to a process the test started.
+pub fn send_signal(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
 
 /// A loopback address nobody listens on.
 pub fn closed_port() -> SocketAddr {
@@ -90,10 +115,16 @@ pub fn shipped_config(backend: SocketAddr) -> String {
 
 /// Two POSTs to `url` released at the same moment; their statuses, sorted.
 pub fn race_two_posts(url: &str) -> Vec<u16> {
-    let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
-    let racers: Vec<_> = (0..2)
-        .map(|_| {
-            let (url, barrier) = (url.to_owned(), barrier.clone());
+    race_posts(&[url.to_owned(), url.to_owned()])
+}
+
+/// POSTs to each of `urls` released at the same moment; their statuses, sorted.
+pub fn race_posts(urls: &[String]) -> Vec<u16> {
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(urls.len()));
+    let racers: Vec<_> = urls
+        .iter()
+        .map(|url| {
+            let (url, barrier) = (url.clone(), barrier.clone());
             std::thread::spawn(move || {
                 let client = reqwest::blocking::Client::new();
                 barrier.wait();
