@@ -1,29 +1,38 @@
-//! `${VAR}` substitution in every string of the parsed TOML tree, before it is typed.
+//! `${VAR}` and `${file:PATH}` substitution in every string of the parsed TOML tree, before it
+//! is typed.
 
 use super::ConfigProblem;
+use std::path::Path;
 use toml::Value;
 
-/// Replaces each `${NAME}` in every string value with the environment variable `NAME`.
+/// Where substituted values come from: the environment and secret files.
+pub(super) struct Sources<'a> {
+    pub lookup: &'a dyn Fn(&str) -> Option<String>,
+    /// Relative `${file:...}` paths resolve here (the config file's directory).
+    pub base: &'a Path,
+}
+
+/// Replaces each `${NAME}` in every string value with the environment variable `NAME`, and
+/// each `${file:PATH}` with the content of that file, its trailing line break trimmed (secrets
+/// mounted by Kubernetes or a Vault agent; read again at every reload).
 ///
 /// Substitution runs on the untyped tree so that it applies to any key, and so that a missing
-/// variable is reported with the key that asked for it. `$${` stays a literal `${`.
-pub(super) fn substitute(
-    root: &mut Value,
-    lookup: &dyn Fn(&str) -> Option<String>,
-) -> Vec<ConfigProblem> {
+/// variable or unreadable file is reported with the key that asked for it (never with any
+/// content). `$${` stays a literal `${`.
+pub(super) fn substitute(root: &mut Value, sources: &Sources<'_>) -> Vec<ConfigProblem> {
     let mut problems = Vec::new();
-    walk(root, &mut String::new(), lookup, &mut problems);
+    walk(root, &mut String::new(), sources, &mut problems);
     problems
 }
 
 fn walk(
     value: &mut Value,
     key: &mut String,
-    lookup: &dyn Fn(&str) -> Option<String>,
+    sources: &Sources<'_>,
     problems: &mut Vec<ConfigProblem>,
 ) {
     match value {
-        Value::String(text) => match expand(text, lookup) {
+        Value::String(text) => match expand(text, sources) {
             Ok(expanded) => *text = expanded,
             Err(message) => problems.push(ConfigProblem::new(key.clone(), message)),
         },
@@ -31,7 +40,7 @@ fn walk(
             for (index, item) in items.iter_mut().enumerate() {
                 let len = key.len();
                 key.push_str(&format!("[{index}]"));
-                walk(item, key, lookup, problems);
+                walk(item, key, sources, problems);
                 key.truncate(len);
             }
         }
@@ -42,7 +51,7 @@ fn walk(
                     key.push('.');
                 }
                 key.push_str(name);
-                walk(item, key, lookup, problems);
+                walk(item, key, sources, problems);
                 key.truncate(len);
             }
         }
@@ -50,7 +59,7 @@ fn walk(
     }
 }
 
-fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+fn expand(text: &str, sources: &Sources<'_>) -> Result<String, String> {
     if !text.contains('$') {
         return Ok(text.to_owned());
     }
@@ -66,13 +75,7 @@ fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String,
             let end = open
                 .find('}')
                 .ok_or_else(|| "unterminated \"${\" in value".to_owned())?;
-            let name = &open[..end];
-            if !is_variable_name(name) {
-                return Err(format!("invalid environment variable name {name:?}"));
-            }
-            let value = lookup(name)
-                .ok_or_else(|| format!("environment variable \"{name}\" is not set"))?;
-            out.push_str(&value);
+            out.push_str(&resolve(&open[..end], sources)?);
             rest = &open[end + 1..];
         } else {
             out.push('$');
@@ -81,6 +84,29 @@ fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String,
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// The value of one `${...}`: a file's content or an environment variable.
+fn resolve(name: &str, sources: &Sources<'_>) -> Result<String, String> {
+    if let Some(path) = name.strip_prefix("file:") {
+        return read_secret_file(&sources.base.join(path));
+    }
+    if !is_variable_name(name) {
+        return Err(format!("invalid environment variable name {name:?}"));
+    }
+    (sources.lookup)(name).ok_or_else(|| format!("environment variable \"{name}\" is not set"))
+}
+
+/// A secret file's content without its trailing line break; the error names the file only.
+fn read_secret_file(path: &Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path).map_err(|error| {
+        let reason = match error.kind() {
+            std::io::ErrorKind::InvalidData => "it is not UTF-8 text".to_owned(),
+            _ => error.to_string(),
+        };
+        format!("cannot read secret file {}: {reason}", path.display())
+    })?;
+    Ok(text.trim_end_matches(['\n', '\r']).to_owned())
 }
 
 fn is_variable_name(name: &str) -> bool {
@@ -97,6 +123,16 @@ mod tests {
         (name == "SET").then(|| "value".to_owned())
     }
 
+    fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+        super::expand(
+            text,
+            &Sources {
+                lookup,
+                base: Path::new("/nonexistent"),
+            },
+        )
+    }
+
     #[test]
     fn expands_embedded_and_escaped() {
         assert_eq!(expand("a-${SET}-b", &env).unwrap(), "a-value-b");
@@ -107,12 +143,41 @@ mod tests {
     #[test]
     fn missing_variable_is_named_with_its_key() {
         let mut root: Value = toml::from_str("[credentials.a]\nx = \"${MISSING}\"").unwrap();
-        let problems = substitute(&mut root, &env);
+        let sources = Sources {
+            lookup: &env,
+            base: Path::new("."),
+        };
+        let problems = substitute(&mut root, &sources);
         assert_eq!(problems.len(), 1);
         assert_eq!(
             problems[0].to_string(),
             "credentials.a.x: environment variable \"MISSING\" is not set"
         );
+    }
+
+    #[test]
+    fn secret_files_are_read_trimmed_and_never_quoted_in_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("secret"), "s3cret-value\n").unwrap();
+        std::fs::write(dir.path().join("binary"), [0xff, 0xfe, b's']).unwrap();
+        let sources = Sources {
+            lookup: &env,
+            base: dir.path(),
+        };
+        assert_eq!(
+            super::expand("${file:secret}", &sources).unwrap(),
+            "s3cret-value"
+        );
+        let absolute = format!("x-${{file:{}}}", dir.path().join("secret").display());
+        assert_eq!(
+            super::expand(&absolute, &sources).unwrap(),
+            "x-s3cret-value"
+        );
+        let missing = super::expand("${file:missing}", &sources).unwrap_err();
+        assert!(missing.starts_with("cannot read secret file "), "{missing}");
+        assert!(missing.contains("missing"), "{missing}");
+        let binary = super::expand("${file:binary}", &sources).unwrap_err();
+        assert!(binary.ends_with("it is not UTF-8 text"), "{binary}");
     }
 
     #[test]

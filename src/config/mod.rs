@@ -134,7 +134,7 @@ impl Settings {
             )]
         })?;
         let mut checker = Checker {
-            problems: env::substitute(&mut tree, lookup),
+            problems: env::substitute(&mut tree, &env::Sources { lookup, base }),
         };
         let raw = read_raw(tree, &mut checker);
         let settings = raw.and_then(|raw| compile(raw, base, &mut checker));
