@@ -2,13 +2,14 @@
 //! the background services (lifecycle, store purge, JWKS refresh).
 
 use crate::admin::AdminApp;
-use crate::build::{Built, build};
+use crate::build::{Foundation, build, purge_interval};
 use crate::config::{Settings, TlsFiles};
 use crate::edge::Edge;
-use crate::lifecycle::{Lifecycle, LifecycleService};
+use crate::lifecycle::{Lifecycle, LifecycleService, write_pid_file};
 use crate::listeners::ListenAddress;
 use crate::metrics::Metrics;
 use crate::proxy::Gateway;
+use crate::reload::ReloadService;
 use pingora::listeners::tls::TlsSettings;
 use pingora::prelude::*;
 use pingora::proxy::http_proxy;
@@ -21,8 +22,12 @@ use tracing::{info, warn};
 /// Runtime shutdown timeout after the drain: tasks still running then are cancelled.
 const RUNTIME_SHUTDOWN_SECONDS: u64 = 5;
 
-/// Starts keyway and serves until SIGTERM (graceful) or SIGINT (immediate). Never returns.
-pub fn run(settings: Settings) -> Result<std::convert::Infallible, Box<dyn std::error::Error>> {
+/// Starts keyway and serves until SIGTERM (graceful) or SIGINT (immediate); `config_path` is
+/// read again on SIGHUP. Never returns.
+pub fn run(
+    settings: Settings,
+    config_path: &std::path::Path,
+) -> Result<std::convert::Infallible, Box<dyn std::error::Error>> {
     raise_open_file_limit(settings.server.clients.max_connections);
     let proxy_addresses = settings
         .server
@@ -43,14 +48,11 @@ pub fn run(settings: Settings) -> Result<std::convert::Infallible, Box<dyn std::
     server.bootstrap();
 
     let metrics = Arc::new(Metrics::new());
-    let Built {
-        runtime,
-        readiness,
-        purge,
-        jwks,
-    } = build(&settings, &metrics)?;
+    let foundation = Arc::new(Foundation::new(&settings, &metrics));
+    let (runtime, readiness) = build(&settings, &foundation)?.commit(&foundation);
     let lifecycle = Arc::new(Lifecycle::new(readiness));
     let gateway = Gateway::new(runtime, metrics.clone(), lifecycle.clone());
+    let runtime_slot = gateway.runtime_slot();
     let edge = Edge::new(
         http_proxy(&server.configuration, gateway),
         settings.server.clients.clone(),
@@ -72,28 +74,40 @@ pub fn run(settings: Settings) -> Result<std::convert::Infallible, Box<dyn std::
     add_listener(&mut admin, &admin_address, None)?;
 
     let lifecycle_service = LifecycleService {
-        lifecycle,
+        lifecycle: lifecycle.clone(),
         listeners: proxy_addresses
             .iter()
             .map(|address| address.address)
             .collect(),
         grace_period: settings.server.grace_period,
+        pid_file: settings.server.pid_file.clone(),
     };
     server.add_service(proxy);
     server.add_service(admin);
     server.add_service(background_service("keyway lifecycle", lifecycle_service));
-    if let Some(purge) = purge {
-        server.add_service(background_service("keyway store purge", purge));
-    }
-    if let Some(jwks) = jwks {
-        server.add_service(background_service("keyway jwks", jwks));
-    }
+    let purge = foundation.purge_service(purge_interval(&settings));
+    server.add_service(background_service("keyway store purge", purge));
+    server.add_service(background_service("keyway jwks", foundation.jwks_service()));
 
     let proxy_list: Vec<String> = proxy_addresses
         .iter()
         .map(|address| address.address.to_string())
         .collect();
+    write_pid_file(&settings.server.pid_file).map_err(|error| {
+        format!(
+            "server.pid_file: {}: {error}",
+            settings.server.pid_file.display()
+        )
+    })?;
     info!(proxy = proxy_list.join(","), admin = %admin_address.address, "listening");
+    let reload = ReloadService::new(
+        config_path.to_owned(),
+        settings,
+        foundation,
+        runtime_slot,
+        lifecycle,
+    );
+    server.add_service(background_service("keyway reload", reload));
     // `proxy_addresses` and `admin_address` hold port reservations: keep them alive until exit.
     server.run_forever()
 }

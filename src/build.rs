@@ -7,14 +7,14 @@
 //! settings gives two independent runtimes (a reload builds a new one and swaps it).
 
 use crate::auth::{self, AuthChain, Instrumented};
-use crate::config::{RouteSpec, Settings, StoreSettings, TargetSpec};
+use crate::config::{ProviderSettings, RouteSpec, Settings, StoreSettings, TargetSpec};
 use crate::converse::ConverseService;
 use crate::endpoints::{Endpoint, EndpointServices};
 use crate::exchange::ExchangeService;
 use crate::hosted_email::HostedEmailService;
 use crate::http_policy::normalise_name;
 use crate::identity::AuthKind;
-use crate::jwt::jwks::{JwksService, ProviderKeys};
+use crate::jwt::jwks::{JwksService, ProviderKeys, ProviderRegistry};
 use crate::jwt::verifier::{JwtProvider, JwtVerifier};
 use crate::lifecycle::ReadinessCheck;
 use crate::metrics::Metrics;
@@ -26,7 +26,7 @@ use crate::store::{MeteredStore, PurgeService, SqliteStore, Store};
 use crate::upstream::Upstream;
 use http::HeaderValue;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 /// How often expired records are purged when `[converse]` does not say.
@@ -45,36 +45,109 @@ impl std::fmt::Display for BuildError {
 
 impl std::error::Error for BuildError {}
 
-/// A built keyway: the runtime and what runs beside it.
-pub struct Built {
-    pub runtime: Runtime,
-    /// What `/readyz` waits for (identity providers' keys).
-    pub readiness: Vec<Arc<dyn ReadinessCheck>>,
-    /// Deletes expired records, when a store is in use.
-    pub purge: Option<PurgeService>,
-    /// Fetches and refreshes identity providers' keys, when any are configured.
-    pub jwks: Option<JwksService>,
+/// What outlives every reload, made once at start-up: the store (opened when a config first
+/// needs it), the counters, and the identity providers' keys. Settings that would change these
+/// (the `[store]` table) need a restart.
+pub struct Foundation {
+    metrics: Arc<Metrics>,
+    store_settings: StoreSettings,
+    /// Set once, by the first build that needs the store.
+    store: Arc<OnceLock<Arc<dyn Store>>>,
+    counters: OnceLock<CounterBackend>,
+    opening: Mutex<()>,
+    providers: Arc<ProviderRegistry>,
 }
 
-/// Wires `settings` into a runtime; `metrics` are shared by every runtime of the process.
-pub fn build(settings: &Settings, metrics: &Arc<Metrics>) -> Result<Built, BuildError> {
-    let opened = needs_store(settings)
-        .then(|| open_store(&settings.store, metrics))
-        .transpose()?;
-    let counters = opened
+impl Foundation {
+    pub fn new(settings: &Settings, metrics: &Arc<Metrics>) -> Foundation {
+        Foundation {
+            metrics: metrics.clone(),
+            store_settings: settings.store.clone(),
+            store: Arc::new(OnceLock::new()),
+            counters: OnceLock::new(),
+            opening: Mutex::new(()),
+            providers: Arc::new(ProviderRegistry::new(metrics.clone())),
+        }
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The store, opened on first use with the start-up `[store]` settings.
+    fn store(&self) -> Result<Arc<dyn Store>, BuildError> {
+        let _opening = self.opening.lock().expect("store opening lock");
+        if let Some(store) = self.store.get() {
+            return Ok(store.clone());
+        }
+        let opened = open_store(&self.store_settings, &self.metrics)?;
+        let _ = self.counters.set(opened.counters);
+        let _ = self.store.set(opened.store.clone());
+        Ok(opened.store)
+    }
+
+    /// Login and email counters: in Redis when the store is there, else in this process (the
+    /// same ones for every runtime, so a reload forgets no failure).
+    fn counters(&self) -> CounterBackend {
+        self.counters.get_or_init(CounterBackend::local).clone()
+    }
+
+    /// Deletes expired records every `interval`, once a store is open.
+    pub fn purge_service(&self, interval: Duration) -> PurgeService {
+        PurgeService {
+            store: self.store.clone(),
+            interval,
+        }
+    }
+
+    /// Fetches and refreshes the identity providers' keys, across reloads.
+    pub fn jwks_service(&self) -> JwksService {
+        JwksService {
+            registry: self.providers.clone(),
+        }
+    }
+}
+
+/// A built runtime and what `/readyz` waits for with it. Nothing is in use until
+/// [`Built::commit`].
+pub struct Built {
+    pub runtime: Runtime,
+    /// What `/readyz` waits for (identity providers' keys, the store).
+    pub readiness: Vec<Arc<dyn ReadinessCheck>>,
+    providers: Vec<ProviderSettings>,
+    provider_keys: Vec<Arc<ProviderKeys>>,
+}
+
+impl Built {
+    /// Hands the providers' keys to the refresher and returns the runtime to serve and its
+    /// readiness checks.
+    pub fn commit(self, foundation: &Foundation) -> (Runtime, Vec<Arc<dyn ReadinessCheck>>) {
+        foundation
+            .providers
+            .commit(&self.providers, &self.provider_keys);
+        (self.runtime, self.readiness)
+    }
+}
+
+/// How often expired records are purged: `[converse] purge_interval_seconds`, read at start.
+pub fn purge_interval(settings: &Settings) -> Duration {
+    settings
+        .converse
         .as_ref()
-        .map_or(CounterBackend::Local, |opened| opened.counters.clone());
-    let store = opened.as_ref().map(|opened| opened.store.clone());
-    let provider_keys = settings
-        .identity_providers
-        .iter()
-        .map(|provider| {
-            let keys = ProviderKeys::new(provider, metrics.clone());
-            keys.map(Arc::new).map_err(|error| {
-                BuildError(format!("identity provider {}: {error}", provider.label()))
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+        .map_or(DEFAULT_PURGE_INTERVAL, |converse| converse.purge_interval)
+}
+
+/// Wires `settings` into a runtime over the process's `foundation`.
+pub fn build(settings: &Settings, foundation: &Foundation) -> Result<Built, BuildError> {
+    let metrics = &foundation.metrics;
+    let store = needs_store(settings)
+        .then(|| foundation.store())
+        .transpose()?;
+    let counters = foundation.counters();
+    let provider_keys = foundation
+        .providers
+        .prepare(&settings.identity_providers)
+        .map_err(BuildError)?;
     let services = build_services(settings, metrics, store.clone(), &counters, &provider_keys)?;
     let routes = build_routes(settings, &services)?;
     Ok(Built {
@@ -91,24 +164,10 @@ pub fn build(settings: &Settings, metrics: &Arc<Metrics>) -> Result<Built, Build
         readiness: provider_keys
             .iter()
             .map(|keys| keys.clone() as Arc<dyn ReadinessCheck>)
-            .chain(
-                store
-                    .clone()
-                    .map(|store| Arc::new(StoreReachable(store)) as Arc<dyn ReadinessCheck>),
-            )
+            .chain(store.map(|store| Arc::new(StoreReachable(store)) as Arc<dyn ReadinessCheck>))
             .collect(),
-        purge: opened
-            .filter(|opened| opened.needs_purge)
-            .map(|opened| PurgeService {
-                store: opened.store,
-                interval: settings
-                    .converse
-                    .as_ref()
-                    .map_or(DEFAULT_PURGE_INTERVAL, |converse| converse.purge_interval),
-            }),
-        jwks: (!provider_keys.is_empty()).then_some(JwksService {
-            providers: provider_keys,
-        }),
+        providers: settings.identity_providers.clone(),
+        provider_keys,
     })
 }
 
@@ -120,8 +179,6 @@ fn needs_store(settings: &Settings) -> bool {
 struct OpenedStore {
     store: Arc<dyn Store>,
     counters: CounterBackend,
-    /// Whether expired records must be deleted by keyway (Redis expires them itself).
-    needs_purge: bool,
 }
 
 /// `/readyz` waits for the store to be reachable.
@@ -140,8 +197,7 @@ fn open_store(store: &StoreSettings, metrics: &Arc<Metrics>) -> Result<OpenedSto
                 .map_err(|error| BuildError(format!("store.path: {error}")))?;
             OpenedStore {
                 store: Arc::new(MeteredStore::new(Box::new(sqlite), "sqlite", metrics)),
-                counters: CounterBackend::Local,
-                needs_purge: true,
+                counters: CounterBackend::local(),
             }
         }
         StoreSettings::Redis(settings) => {
@@ -150,7 +206,6 @@ fn open_store(store: &StoreSettings, metrics: &Arc<Metrics>) -> Result<OpenedSto
             OpenedStore {
                 store: Arc::new(MeteredStore::new(Box::new(redis.store()), "redis", metrics)),
                 counters: CounterBackend::Redis(redis),
-                needs_purge: false,
             }
         }
     })

@@ -20,6 +20,7 @@
 //!
 //! ```text
 //! app
+//! reload
 //! build
 //! admin edge
 //! proxy
@@ -37,7 +38,8 @@
 //! identity http_policy
 //! ```
 //!
-//! - `app`: the Pingora server (listeners, services, signals); `build`: settings -> runtime.
+//! - `app`: the Pingora server (listeners, services, signals); `reload`: SIGHUP -> a new
+//!   runtime swapped in; `build`: settings -> runtime.
 //! - `admin`: `/metrics`, `/healthz`, `/readyz`; `edge`: client connections (how many, how long
 //!   and how large a request head) before the proxy; `proxy`: the `ProxyHttp` hooks in phase
 //!   order.
@@ -72,6 +74,7 @@ pub mod listeners;
 pub mod logging;
 pub mod metrics;
 pub mod proxy;
+pub mod reload;
 pub mod routing;
 pub mod store;
 pub mod upstream;

@@ -4,6 +4,7 @@
 //! keyway counts in-flight requests instead and exits 0 as soon as the last one has finished
 //! (or the grace period is over), so a deploy does not wait for nothing.
 
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
@@ -26,7 +27,8 @@ pub struct Lifecycle {
     in_flight: AtomicUsize,
     listening: AtomicBool,
     draining: AtomicBool,
-    dependencies: Vec<Arc<dyn ReadinessCheck>>,
+    /// Replaced as a whole by a reload.
+    dependencies: ArcSwap<Vec<Arc<dyn ReadinessCheck>>>,
 }
 
 /// Counts one request as in flight until dropped.
@@ -42,9 +44,14 @@ impl Lifecycle {
     /// A lifecycle that is ready only when every dependency is.
     pub fn new(dependencies: Vec<Arc<dyn ReadinessCheck>>) -> Self {
         Lifecycle {
-            dependencies,
+            dependencies: ArcSwap::from_pointee(dependencies),
             ..Lifecycle::default()
         }
+    }
+
+    /// What readiness waits for from now on (a reloaded runtime's dependencies).
+    pub fn set_dependencies(&self, dependencies: Vec<Arc<dyn ReadinessCheck>>) {
+        self.dependencies.store(Arc::new(dependencies));
     }
 
     pub fn enter(self: &Arc<Self>) -> InFlightGuard {
@@ -63,6 +70,7 @@ impl Lifecycle {
             && !self.draining.load(Ordering::Acquire)
             && self
                 .dependencies
+                .load()
                 .iter()
                 .all(|dependency| dependency.is_ready())
     }
@@ -74,6 +82,8 @@ pub struct LifecycleService {
     /// The proxy listeners, as bound (port 0 already resolved).
     pub listeners: Vec<SocketAddr>,
     pub grace_period: Duration,
+    /// Removed at exit if it still names this process (an upgrade's new process rewrote it).
+    pub pid_file: std::path::PathBuf,
 }
 
 #[async_trait]
@@ -116,8 +126,28 @@ impl LifecycleService {
             tokio::time::sleep(POLL).await;
         }
         info!(abandoned = self.lifecycle.in_flight(), "drained; exiting");
+        remove_pid_file_if_ours(&self.pid_file);
         crate::logging::flush();
         std::process::exit(0)
+    }
+}
+
+/// Writes this process's PID to `path` (creating its directory), replacing what was there.
+pub fn write_pid_file(path: &std::path::Path) -> std::io::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(path, format!("{}\n", std::process::id()))
+}
+
+/// The PID named in `path`, if it holds one.
+pub fn read_pid_file(path: &std::path::Path) -> Option<u32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+fn remove_pid_file_if_ours(path: &std::path::Path) {
+    if read_pid_file(path) == Some(std::process::id()) {
+        let _ = std::fs::remove_file(path);
     }
 }
 

@@ -41,12 +41,37 @@ pub fn init(format: LogFormat, level: &str) {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .with_writer(writer);
     let subscriber: Box<dyn tracing::Subscriber + Send + Sync> = match format {
-        LogFormat::Text => Box::new(builder.finish()),
-        LogFormat::Json => Box::new(builder.json().flatten_event(true).finish()),
+        LogFormat::Text => {
+            let builder = builder.with_filter_reloading();
+            let handle = builder.reload_handle();
+            let _ = SET_FILTER.set(Box::new(move |filter| handle.reload(filter).is_ok()));
+            Box::new(builder.finish())
+        }
+        LogFormat::Json => {
+            let builder = builder.json().flatten_event(true).with_filter_reloading();
+            let handle = builder.reload_handle();
+            let _ = SET_FILTER.set(Box::new(move |filter| handle.reload(filter).is_ok()));
+            Box::new(builder.finish())
+        }
     };
     // A second init (tests, embedding) keeps the first subscriber.
     if tracing::subscriber::set_global_default(subscriber).is_ok() {
         bridge_log_records();
+    }
+}
+
+/// Replaces the level filter of the installed subscriber.
+static SET_FILTER: OnceLock<Box<dyn Fn(EnvFilter) -> bool + Send + Sync>> = OnceLock::new();
+
+/// A reload's `[log] level` (a `tracing` filter directive, validated by the config); `RUST_LOG`,
+/// when set, still wins. Says whether the level was applied.
+pub fn set_level(level: &str) -> bool {
+    if std::env::var_os("RUST_LOG").is_some() {
+        return false;
+    }
+    match (SET_FILTER.get(), EnvFilter::try_new(level)) {
+        (Some(set), Ok(filter)) => set(filter),
+        _ => false,
     }
 }
 

@@ -36,6 +36,9 @@ enum Command {
     CheckConfig,
     /// Read a password from stdin (one line) and print its argon2id PHC string.
     HashPassword,
+    /// Validate the config, then ask the running keyway (named in `server.pid_file`) to
+    /// reload it (SIGHUP).
+    Reload,
 }
 
 fn main() -> ExitCode {
@@ -50,8 +53,12 @@ fn main() -> ExitCode {
             }
             Err(error) => config_failure(&error),
         },
+        Command::Reload => match Settings::load(&cli.config) {
+            Ok(settings) => signal_reload(&settings.server.pid_file),
+            Err(error) => config_failure(&error),
+        },
         Command::Run => match Settings::load(&cli.config) {
-            Ok(settings) => run(settings, cli.log_format),
+            Ok(settings) => run(settings, &cli.config, cli.log_format),
             Err(error) => config_failure(&error),
         },
     }
@@ -62,9 +69,9 @@ fn config_failure(error: &ConfigError) -> ExitCode {
     ExitCode::from(2)
 }
 
-fn run(settings: Settings, log_format: LogFormat) -> ExitCode {
+fn run(settings: Settings, config: &std::path::Path, log_format: LogFormat) -> ExitCode {
     logging::init(log_format, &settings.log.level);
-    match keyway::app::run(settings) {
+    match keyway::app::run(settings, config) {
         Ok(never) => match never {},
         Err(error) => {
             tracing::error!(%error, "keyway could not start");
@@ -72,6 +79,26 @@ fn run(settings: Settings, log_format: LogFormat) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `keyway reload`: SIGHUP to the PID in `pid_file`.
+fn signal_reload(pid_file: &std::path::Path) -> ExitCode {
+    let Some(pid) = keyway::lifecycle::read_pid_file(pid_file) else {
+        eprintln!("{}: no PID (is keyway running?)", pid_file.display());
+        return ExitCode::FAILURE;
+    };
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        eprintln!("{}: not a PID", pid_file.display());
+        return ExitCode::FAILURE;
+    };
+    // SAFETY: kill(2) with a PID and a signal number; no memory is shared.
+    if unsafe { libc::kill(pid, libc::SIGHUP) } != 0 {
+        let error = std::io::Error::last_os_error();
+        eprintln!("cannot signal keyway (PID {pid}): {error}");
+        return ExitCode::FAILURE;
+    }
+    println!("asked keyway (PID {pid}) to reload");
+    ExitCode::SUCCESS
 }
 
 /// `keyway hash-password`: the password comes from stdin so it never lands in shell history.

@@ -1,8 +1,8 @@
 //! Prometheus metrics: one registry per keyway instance, rendered by the admin listener.
 
 use prometheus::{
-    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, Opts, Registry, TextEncoder,
 };
 use std::time::Duration;
 
@@ -23,6 +23,9 @@ pub struct Metrics {
     store_errors: IntCounterVec,
     cache_invalidations: IntCounterVec,
     cache_trusted: IntGauge,
+    config_reloads: IntCounterVec,
+    config_last_reload_success: Gauge,
+    config_hash: Gauge,
     tokens_issued: IntCounter,
     tokens_revoked: IntCounter,
     jwks_refresh: IntCounterVec,
@@ -103,6 +106,22 @@ impl Metrics {
                 "keyway_cache_trusted",
                 "1 while the credential caches may answer from memory; 0 while every credential is checked against the store",
             ),
+            config_reloads: counter_vec(
+                r,
+                "keyway_config_reloads_total",
+                "Config reloads (SIGHUP), by result (success, failure: the previous config kept serving)",
+                &["result"],
+            ),
+            config_last_reload_success: float_gauge(
+                r,
+                "keyway_config_last_reload_success_timestamp_seconds",
+                "Unix time the config in force was loaded (at start or by a reload)",
+            ),
+            config_hash: float_gauge(
+                r,
+                "keyway_config_hash",
+                "The first 48 bits of the SHA-256 of the config file in force, as a number: equal on instances that run the same file",
+            ),
             tokens_issued: counter(r, "keyway_tokens_issued_total", "Converse tokens created"),
             tokens_revoked: counter(r, "keyway_tokens_revoked_total", "Converse tokens deleted"),
             client_connections: gauge(
@@ -175,6 +194,19 @@ impl Metrics {
     /// Counts cached credentials dropped for `reason` (`local`, `remote`, `flush`, `untrusted`).
     pub fn cache_invalidation(&self, reason: &str) -> IntCounter {
         self.cache_invalidations.with_label_values(&[reason])
+    }
+
+    /// Counts config reloads by `result` (`success`, `failure`).
+    pub fn config_reloads(&self, result: &str) -> IntCounter {
+        self.config_reloads.with_label_values(&[result])
+    }
+
+    pub fn config_last_reload_success(&self) -> Gauge {
+        self.config_last_reload_success.clone()
+    }
+
+    pub fn config_hash(&self) -> Gauge {
+        self.config_hash.clone()
     }
 
     /// The gauge that says whether the caches are trusted (1) or bypassed (0).
@@ -379,6 +411,14 @@ fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> 
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
     let metric = IntGauge::new(name, help).expect("valid metric");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("unique metric");
+    metric
+}
+
+fn float_gauge(registry: &Registry, name: &str, help: &str) -> Gauge {
+    let metric = Gauge::new(name, help).expect("valid metric");
     registry
         .register(Box::new(metric.clone()))
         .expect("unique metric");

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Where a provider's verification keys come from.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum KeySource {
     Jwks {
         uri: String,
@@ -25,7 +25,7 @@ pub enum KeySource {
     Secret(Secret),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct JwksTiming {
     pub refresh: Duration,
     pub min_refresh: Duration,
@@ -35,7 +35,7 @@ pub struct JwksTiming {
     pub fetch_timeout: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ProviderSettings {
     pub customer_id: String,
     pub provider_id: i64,

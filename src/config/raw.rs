@@ -80,6 +80,12 @@ pub struct RawServer {
     /// Most client connections open at once; more are answered 503-01 and closed.
     #[serde(default = "defaults::max_connections")]
     pub max_connections: Field<usize>,
+    /// The running process's PID, written at start (`keyway reload` signals it).
+    #[serde(default = "defaults::pid_file")]
+    pub pid_file: Field<String>,
+    /// The Unix socket a `run --upgrade` process takes the listening sockets over.
+    #[serde(default = "defaults::upgrade_sock")]
+    pub upgrade_sock: Field<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -496,6 +502,8 @@ pub(super) mod defaults {
         max_header_bytes: usize = 64 * 1024;
         max_headers: usize = 100;
         max_connections: usize = 10_000;
+        pid_file: String = "data/keyway.pid".to_owned();
+        upgrade_sock: String = "data/keyway-upgrade.sock".to_owned();
         log_level: String = "info".to_owned();
         store_backend: StoreBackend = StoreBackend::Sqlite;
         store_path: String = "data/keyway.db".to_owned();

@@ -20,6 +20,10 @@ pub struct ServerSettings {
     /// Peers whose `X-Forwarded-For` is believed (empty: none).
     pub trusted_proxies: Vec<IpNet>,
     pub clients: ClientLimits,
+    /// Where the running process writes its PID (relative to the config file).
+    pub pid_file: PathBuf,
+    /// The Unix socket of the listener hand-over in a binary upgrade.
+    pub upgrade_sock: PathBuf,
 }
 
 /// What a client connection may take: time, bytes, and how many at once.
@@ -143,6 +147,8 @@ pub(super) fn compile_server(
         max_connections: raw.max_connections,
     };
     let clients = compile_client_limits(limits, checker);
+    let pid_file = checker.get("server.pid_file", raw.pid_file);
+    let upgrade_sock = checker.get("server.upgrade_sock", raw.upgrade_sock);
     let tls = match raw.tls {
         None => Some(None),
         Some(tls) => {
@@ -163,6 +169,8 @@ pub(super) fn compile_server(
         upstream_keepalive_pool_size: pool?,
         trusted_proxies: trusted_proxies?,
         clients: clients?,
+        pid_file: base.join(pid_file?),
+        upgrade_sock: base.join(upgrade_sock?),
     })
 }
 

@@ -83,6 +83,15 @@ impl Directory {
         }
     }
 
+    /// Whether `email` may still hold tokens: a user removed from the static directory (by a
+    /// reload) may not. The upstream directory is asked only at login.
+    pub fn still_has(&self, email: &str) -> bool {
+        match &self.0 {
+            Source::Static { users, .. } => users.contains_key(email),
+            Source::Upstream { .. } => true,
+        }
+    }
+
     /// Whether `email` is an administrator (only the static directory knows admins).
     pub fn is_admin(&self, email: &str) -> bool {
         match &self.0 {

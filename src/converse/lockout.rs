@@ -154,7 +154,7 @@ mod tests {
     /// A lockout over local counters, and the account counters (to lift locks as time would).
     fn lockout() -> (Lockout, Arc<LocalAttempts>) {
         let accounts = Arc::new(LocalAttempts::default());
-        let mut lockout = Lockout::new(&settings(), &CounterBackend::Local);
+        let mut lockout = Lockout::new(&settings(), &CounterBackend::local());
         lockout.accounts = accounts.clone();
         (lockout, accounts)
     }

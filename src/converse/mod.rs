@@ -373,6 +373,9 @@ impl ConverseService {
         let Some((stored, expires_at_ms)) = loaded? else {
             return Ok(None);
         };
+        if !self.directory.still_has(&stored.email) {
+            return Ok(None);
+        }
         let expiry = expires_at_ms.unwrap_or(NEVER);
         let live = Arc::new(LiveToken {
             principal: user_principal(&stored.email, self.directory.is_admin(&stored.email)),

@@ -61,7 +61,7 @@ mod tests {
         let limits = SendLimits::new(
             NonZeroU32::new(2).unwrap(),
             NonZeroU32::new(3).unwrap(),
-            &CounterBackend::Local,
+            &CounterBackend::local(),
         );
         assert!(limits.admit("c", "a@example.com").await.is_ok());
         assert!(limits.admit("c", "A@example.com").await.is_ok());

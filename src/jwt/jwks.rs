@@ -14,8 +14,9 @@ use async_trait::async_trait;
 use jsonwebtoken::Algorithm;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 /// Largest JWKS or discovery document accepted.
@@ -266,26 +267,115 @@ fn max_age(cache_control: &str) -> Option<Duration> {
 }
 
 /// Fetches every remote provider's keys at start-up and keeps them refreshed.
+/// Every identity provider's keys, kept across reloads: a fetched provider whose settings did
+/// not change keeps its keys and its refresh schedule (a provider read from a file or a secret
+/// is read again, so a rotated key file takes effect on reload).
+pub struct ProviderRegistry {
+    metrics: Arc<Metrics>,
+    current: Mutex<Vec<(ProviderSettings, Arc<ProviderKeys>)>>,
+    /// Providers to refresh from now on, for [`JwksService`].
+    fresh: mpsc::UnboundedSender<Weak<ProviderKeys>>,
+    fresh_receiver: Mutex<Option<mpsc::UnboundedReceiver<Weak<ProviderKeys>>>>,
+}
+
+impl ProviderRegistry {
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        let (fresh, receiver) = mpsc::unbounded_channel();
+        ProviderRegistry {
+            metrics,
+            current: Mutex::new(Vec::new()),
+            fresh,
+            fresh_receiver: Mutex::new(Some(receiver)),
+        }
+    }
+
+    /// The keys for `providers`: those in use when unchanged and fetched, else new ones.
+    /// Nothing changes until [`ProviderRegistry::commit`].
+    pub fn prepare(
+        &self,
+        providers: &[ProviderSettings],
+    ) -> Result<Vec<Arc<ProviderKeys>>, String> {
+        let current = self.current.lock().expect("providers lock");
+        providers
+            .iter()
+            .map(|settings| {
+                let kept = current.iter().find(|(known, keys)| {
+                    known == settings && matches!(keys.source, Source::Remote(_))
+                });
+                match kept {
+                    Some((_, keys)) => Ok(keys.clone()),
+                    None => ProviderKeys::new(settings, self.metrics.clone())
+                        .map(Arc::new)
+                        .map_err(|error| {
+                            format!("identity provider {}: {error}", settings.label())
+                        }),
+                }
+            })
+            .collect()
+    }
+
+    /// Makes `keys` (from [`ProviderRegistry::prepare`]) the providers in use: new ones start
+    /// refreshing; those left stop once no runtime holds them.
+    pub fn commit(&self, providers: &[ProviderSettings], keys: &[Arc<ProviderKeys>]) {
+        let mut current = self.current.lock().expect("providers lock");
+        for fresh in keys {
+            if !current.iter().any(|(_, known)| Arc::ptr_eq(known, fresh)) {
+                let _ = self.fresh.send(Arc::downgrade(fresh));
+            }
+        }
+        *current = providers
+            .iter()
+            .cloned()
+            .zip(keys.iter().cloned())
+            .collect();
+    }
+}
+
+/// Refreshes every provider of the registry, each on its own schedule, for as long as it is in
+/// use.
 pub struct JwksService {
-    pub providers: Vec<Arc<ProviderKeys>>,
+    pub registry: Arc<ProviderRegistry>,
 }
 
 #[async_trait]
 impl BackgroundService for JwksService {
-    async fn start(&self, shutdown: ShutdownWatch) {
-        let loops = self.providers.iter().cloned().map(|provider| {
-            let mut shutdown = shutdown.clone();
-            tokio::spawn(async move {
-                while let Some(delay) = provider.refresh().await {
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = shutdown.changed() => return,
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let Some(mut fresh) = self
+            .registry
+            .fresh_receiver
+            .lock()
+            .expect("receiver lock")
+            .take()
+        else {
+            return;
+        };
+        loop {
+            tokio::select! {
+                provider = fresh.recv() => match provider {
+                    Some(provider) => {
+                        tokio::spawn(refresh_while_in_use(provider, shutdown.clone()));
                     }
-                }
-            })
-        });
-        for task in loops.collect::<Vec<_>>() {
-            let _ = task.await;
+                    None => return,
+                },
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+/// Refreshes one provider until it is no longer in use (or keyway stops).
+async fn refresh_while_in_use(provider: Weak<ProviderKeys>, mut shutdown: ShutdownWatch) {
+    loop {
+        let Some(keys) = provider.upgrade() else {
+            return;
+        };
+        let Some(delay) = keys.refresh().await else {
+            return;
+        };
+        drop(keys);
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.changed() => return,
         }
     }
 }

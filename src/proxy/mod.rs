@@ -43,7 +43,7 @@ pub struct Runtime {
 
 /// The proxy service: the current runtime behind one pointer, and the process-wide parts.
 pub struct Gateway {
-    runtime: ArcSwap<Runtime>,
+    runtime: Arc<ArcSwap<Runtime>>,
     metrics: Arc<Metrics>,
     lifecycle: Arc<Lifecycle>,
 }
@@ -51,10 +51,16 @@ pub struct Gateway {
 impl Gateway {
     pub fn new(runtime: Runtime, metrics: Arc<Metrics>, lifecycle: Arc<Lifecycle>) -> Self {
         Gateway {
-            runtime: ArcSwap::from_pointee(runtime),
+            runtime: Arc::new(ArcSwap::from_pointee(runtime)),
             metrics,
             lifecycle,
         }
+    }
+
+    /// The pointer a reload stores a new runtime in; requests in flight keep the one they
+    /// started with.
+    pub fn runtime_slot(&self) -> Arc<ArcSwap<Runtime>> {
+        self.runtime.clone()
     }
 }
 

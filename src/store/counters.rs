@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 use moka::sync::Cache;
+use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -70,25 +71,45 @@ pub trait RateLimiter: Send + Sync {
     async fn admit(&self, key: &str) -> StoreResult<Option<Duration>>;
 }
 
-/// Makes the counters of the configured backend.
+/// Makes the counters of the configured backend. Made once per process: a reload asks it again
+/// and gets the same counters, so a reload never forgives a failed login or a sent email.
 #[derive(Clone)]
 pub enum CounterBackend {
     /// In this process (SQLite, or no store at all).
-    Local,
+    Local(Arc<LocalCounters>),
     /// Shared by every instance on one Redis.
     Redis(Arc<Redis>),
 }
 
+/// A limit's name, burst and period.
+type RateLimit = (&'static str, u32, Duration);
+
+/// The in-process counters handed out so far, by name (and limit).
+#[derive(Default)]
+pub struct LocalCounters {
+    attempts: Mutex<HashMap<&'static str, Arc<LocalAttempts>>>,
+    rate_limiters: Mutex<HashMap<RateLimit, Arc<LocalRateLimiter>>>,
+}
+
 impl CounterBackend {
+    /// Counters in this process's memory.
+    pub fn local() -> Self {
+        CounterBackend::Local(Arc::default())
+    }
+
     /// Attempt counters whose keys are named `kind` (`account`, `client`).
     pub fn attempts(&self, kind: &'static str) -> Arc<dyn AttemptCounters> {
         match self {
-            CounterBackend::Local => Arc::new(LocalAttempts::default()),
+            CounterBackend::Local(local) => {
+                let mut attempts = local.attempts.lock().expect("counters lock");
+                attempts.entry(kind).or_default().clone()
+            }
             CounterBackend::Redis(redis) => Arc::new(redis.attempt_counters(kind)),
         }
     }
 
-    /// A limit of `burst` events per `period` per key, its keys named `name`.
+    /// A limit of `burst` events per `period` per key, its keys named `name`. In this process,
+    /// a changed limit starts its counts over.
     pub fn rate_limiter(
         &self,
         name: &'static str,
@@ -96,7 +117,13 @@ impl CounterBackend {
         period: Duration,
     ) -> Arc<dyn RateLimiter> {
         match self {
-            CounterBackend::Local => Arc::new(LocalRateLimiter::new(burst, period)),
+            CounterBackend::Local(local) => {
+                let mut limiters = local.rate_limiters.lock().expect("counters lock");
+                limiters
+                    .entry((name, burst.get(), period))
+                    .or_insert_with(|| Arc::new(LocalRateLimiter::new(burst, period)))
+                    .clone()
+            }
             CounterBackend::Redis(redis) => Arc::new(redis.rate_limiter(name, burst, period)),
         }
     }

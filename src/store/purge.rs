@@ -4,12 +4,14 @@ use super::{Store, now_ms};
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tracing::{debug, warn};
 
+/// Purges the store once it is open (a reload may be the first to need it); Redis expires
+/// its records by itself and purges nothing.
 pub struct PurgeService {
-    pub store: Arc<dyn Store>,
+    pub store: Arc<OnceLock<Arc<dyn Store>>>,
     pub interval: Duration,
 }
 
@@ -21,7 +23,10 @@ impl BackgroundService for PurgeService {
                 _ = tokio::time::sleep(self.interval) => {}
                 _ = shutdown.changed() => return,
             }
-            match self.store.purge_expired(now_ms()).await {
+            let Some(store) = self.store.get() else {
+                continue;
+            };
+            match store.purge_expired(now_ms()).await {
                 Ok(purged) => debug!(purged, "expired records purged"),
                 Err(error) => warn!(%error, "purging expired records failed"),
             }

@@ -17,6 +17,7 @@ mod hosted_email;
 mod jwt;
 mod observability;
 mod path_tricks;
+mod reload;
 mod shutdown;
 mod tls;
 mod wycheproof;
