@@ -2,7 +2,7 @@
 # make, python3 and root apt-get). Pingora's dependencies need cmake to build; the tests mint
 # JWTs with Python's jwcrypto, an implementation independent of keyway's, receive email
 # with Python's aiosmtpd, and start real redis-server and redis-sentinel processes (the
-# Redis store and fleet tests).
+# Redis store and fleet tests); systemd-analyze checks the shipped unit.
 
 SHELL := /bin/bash
 export ASAPP_API_ID ?= demo-asapp-api-id
@@ -15,6 +15,7 @@ export HOSTED_EMAIL_PASSKEY ?= demo-reviews-passkey-0001
 
 deps:
 	@command -v cmake >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake >/dev/null; }
+	@command -v systemd-analyze >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null; }
 	@command -v redis-sentinel >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-sentinel >/dev/null; }
 	@python3 -c 'import jwcrypto' 2>/dev/null || python3 -m pip install -q --root-user-action=ignore jwcrypto
 	@python3 -c 'import aiosmtpd' 2>/dev/null || python3 -m pip install -q --root-user-action=ignore aiosmtpd

@@ -22,11 +22,14 @@ use tracing::{info, warn};
 /// Runtime shutdown timeout after the drain: tasks still running then are cancelled.
 const RUNTIME_SHUTDOWN_SECONDS: u64 = 5;
 
-/// Starts keyway and serves until SIGTERM (graceful) or SIGINT (immediate); `config_path` is
-/// read again on SIGHUP. Never returns.
+/// Starts keyway and serves until SIGTERM (graceful), SIGQUIT (graceful, after handing the
+/// listening sockets to a `--upgrade` process) or SIGINT (immediate); `config_path` is read
+/// again on SIGHUP. With `upgrade`, the listening sockets come from the running keyway over
+/// `server.upgrade_sock` (Pingora's hand-over). Never returns.
 pub fn run(
     settings: Settings,
     config_path: &std::path::Path,
+    upgrade: bool,
 ) -> Result<std::convert::Infallible, Box<dyn std::error::Error>> {
     raise_open_file_limit(settings.server.clients.max_connections);
     let proxy_addresses = settings
@@ -42,9 +45,18 @@ pub fn run(
         grace_period_seconds: Some(settings.server.grace_period.as_secs()),
         graceful_shutdown_timeout_seconds: Some(RUNTIME_SHUTDOWN_SECONDS),
         upstream_keepalive_pool_size: settings.server.upstream_keepalive_pool_size,
+        upgrade_sock: settings.server.upgrade_sock.to_string_lossy().into_owned(),
+        pid_file: settings.server.pid_file.to_string_lossy().into_owned(),
         ..ServerConf::default()
     };
-    let mut server = Server::new_with_opt_and_conf(None, server_conf);
+    if let Some(directory) = settings.server.upgrade_sock.parent() {
+        std::fs::create_dir_all(directory)?;
+    }
+    let options = Opt {
+        upgrade,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(Some(options), server_conf);
     server.bootstrap();
 
     let metrics = Arc::new(Metrics::new());

@@ -31,19 +31,25 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve with the given config (the default).
-    Run,
+    Run {
+        /// Take the listening sockets over from the running keyway (through
+        /// `server.upgrade_sock`) instead of binding them: start this first, then send SIGQUIT
+        /// to the old process, which hands its sockets over and drains.
+        #[arg(long)]
+        upgrade: bool,
+    },
     /// Validate the config, print every problem found, and exit non-zero if there are any.
     CheckConfig,
     /// Read a password from stdin (one line) and print its argon2id PHC string.
     HashPassword,
-    /// Validate the config, then ask the running keyway (named in `server.pid_file`) to
-    /// reload it (SIGHUP).
+    /// Ask the running keyway (named in `server.pid_file`) to reload its config (SIGHUP); it
+    /// validates the file in its own environment and keeps the old config if it is wrong.
     Reload,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command.unwrap_or(Command::Run) {
+    match cli.command.unwrap_or(Command::Run { upgrade: false }) {
         Command::HashPassword => hash_password(),
         Command::CheckConfig => match Settings::load(&cli.config) {
             Ok(settings) => {
@@ -53,12 +59,12 @@ fn main() -> ExitCode {
             }
             Err(error) => config_failure(&error),
         },
-        Command::Reload => match Settings::load(&cli.config) {
-            Ok(settings) => signal_reload(&settings.server.pid_file),
+        Command::Reload => match Settings::pid_file_of(&cli.config) {
+            Ok(pid_file) => signal_reload(&pid_file),
             Err(error) => config_failure(&error),
         },
-        Command::Run => match Settings::load(&cli.config) {
-            Ok(settings) => run(settings, &cli.config, cli.log_format),
+        Command::Run { upgrade } => match Settings::load(&cli.config) {
+            Ok(settings) => run(settings, &cli.config, upgrade, cli.log_format),
             Err(error) => config_failure(&error),
         },
     }
@@ -69,9 +75,14 @@ fn config_failure(error: &ConfigError) -> ExitCode {
     ExitCode::from(2)
 }
 
-fn run(settings: Settings, config: &std::path::Path, log_format: LogFormat) -> ExitCode {
+fn run(
+    settings: Settings,
+    config: &std::path::Path,
+    upgrade: bool,
+    log_format: LogFormat,
+) -> ExitCode {
     logging::init(log_format, &settings.log.level);
-    match keyway::app::run(settings, config) {
+    match keyway::app::run(settings, config, upgrade) {
         Ok(never) => match never {},
         Err(error) => {
             tracing::error!(%error, "keyway could not start");
@@ -97,7 +108,10 @@ fn signal_reload(pid_file: &std::path::Path) -> ExitCode {
         eprintln!("cannot signal keyway (PID {pid}): {error}");
         return ExitCode::FAILURE;
     }
-    println!("asked keyway (PID {pid}) to reload");
+    println!(
+        "asked keyway (PID {pid}) to reload: its log says \"config reloaded\" or names each \
+         problem (keyway_config_reloads_total counts both)"
+    );
     ExitCode::SUCCESS
 }
 

@@ -121,6 +121,30 @@ impl Settings {
         })
     }
 
+    /// Only `server.pid_file` of the file at `path` (its default when absent), resolved like
+    /// every path: what `keyway reload` needs. The rest is validated by the running process,
+    /// in its own environment.
+    pub fn pid_file_of(path: &Path) -> Result<PathBuf, ConfigError> {
+        let problem = |message: String| ConfigError {
+            path: path.to_owned(),
+            problems: vec![ConfigProblem::new("server.pid_file", message)],
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|error| problem(format!("cannot read the file: {error}")))?;
+        let tree: toml::Value = toml::from_str(&text)
+            .map_err(|error| problem(format!("invalid TOML: {}", error.message())))?;
+        let configured = tree.get("server").and_then(|server| server.get("pid_file"));
+        let pid_file = match configured {
+            None => match raw::defaults::pid_file() {
+                field::Field::Valid(default) => default,
+                _ => unreachable!("defaults are valid"),
+            },
+            Some(toml::Value::String(pid_file)) => pid_file.clone(),
+            Some(_) => return Err(problem("must be a string".to_owned())),
+        };
+        Ok(path.parent().unwrap_or(Path::new(".")).join(pid_file))
+    }
+
     /// Validates config text; relative file paths resolve against `base`.
     pub fn from_toml(
         text: &str,

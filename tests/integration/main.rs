@@ -8,6 +8,7 @@ mod support;
 
 mod check_config;
 mod converse;
+mod deploy;
 mod errors;
 mod exchange;
 mod fleet;
@@ -20,4 +21,5 @@ mod path_tricks;
 mod reload;
 mod shutdown;
 mod tls;
+mod upgrade;
 mod wycheproof;

@@ -48,7 +48,15 @@ impl Keyway {
 
     /// Starts keyway and returns once its listeners are known, ready or not.
     pub fn launch(config: &str, env: &[(&str, &str)]) -> Keyway {
-        let (dir, mut command) = keyway_command(config, &["--log-format", "json", "run"], env);
+        Keyway::launch_with(config, env, &[])
+    }
+
+    /// Starts `keyway run` with `run_args` (e.g. `--upgrade`) and returns once its listeners
+    /// are known, ready or not.
+    pub fn launch_with(config: &str, env: &[(&str, &str)], run_args: &[&str]) -> Keyway {
+        let mut args = vec!["--log-format", "json", "run"];
+        args.extend(run_args);
+        let (dir, mut command) = keyway_command(config, &args, env);
         let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

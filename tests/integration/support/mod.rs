@@ -38,6 +38,11 @@ pub fn send_signal(pid: u32, signal: &str) {
     assert!(status.success());
 }
 
+/// The PID a PID file names.
+pub fn read_pid(path: &std::path::Path) -> Option<u32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
 /// A loopback address nobody listens on.
 pub fn closed_port() -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
