@@ -5,6 +5,8 @@ One run measures, interleaved, every case REPETITIONS times: the proxy under tes
 vCPU 0 with one worker thread, wrk and the backend (nginx `return 200`) on vCPU 1. For each
 case: requests per second (median), ratio to case 2 (nginx plain proxy) and to case 4 (keyway
 pass-through), CPU microseconds per request of the proxy process tree, p50 and p99 latency.
+Cases 5r and 8r run keyway on a Redis store (redis-server pinned with keyway to vCPU 0, its CPU
+counted with keyway's), beside 5 and 8 on SQLite (in keyway's process).
 Results go to results.json and results.svg in --out, with the machine and date.
 
     python3 bench/load.py                 # full run (make bench-load)
@@ -50,6 +52,8 @@ CASES = [
     ("7", "keyway new RS256 JWT per request"),
     ("8", "keyway converse token, cache miss"),
     ("9", "keyway rejecting bad tokens"),
+    ("5r", "keyway cached converse token, Redis store"),
+    ("8r", "keyway converse token, cache miss, Redis store"),
 ]
 
 # With --baseline: the keyway cases that are run again on the baseline binary.
@@ -169,6 +173,28 @@ class Process:
         self.proc.wait()
 
 
+class Together:
+    """Processes measured as one (keyway and its Redis): their CPU is summed."""
+
+    def __init__(self, *processes):
+        self.processes = processes
+
+    def cpu_seconds(self):
+        return sum(process.cpu_seconds() for process in self.processes)
+
+    def stop(self):
+        for process in self.processes:
+            process.stop()
+
+
+def start_redis(directory, port):
+    """redis-server as production would run it: an append-only file synced every second."""
+    process = Process(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
+                       "--appendfsync", "everysec", "--dir", directory], PROXY_CPU)
+    wait_port(port)
+    return process
+
+
 def nginx_conf(directory, body):
     path = os.path.join(directory, f"nginx-{uuid.uuid4().hex}.conf")
     with open(path, "w") as conf:
@@ -224,8 +250,9 @@ backend be
     return process
 
 
-def keyway_conf(directory, port, admin, backend, jwks_path, password_hash, cache_capacity, access_log, cache_ttl=30):
+def keyway_conf(directory, port, admin, backend, jwks_path, password_hash, cache_capacity, access_log, cache_ttl=30, redis=None):
     path = os.path.join(directory, f"keyway-{uuid.uuid4().hex}.toml")
+    store = f'backend = "redis"\nurl = "redis://127.0.0.1:{redis}/"' if redis else f'path = "{directory}/keyway-{port}.db"'
     with open(path, "w") as conf:
         conf.write(f"""[server]
 listen = ["127.0.0.1:{port}"]
@@ -235,7 +262,7 @@ listen = "127.0.0.1:{admin}"
 [log]
 access_log = {access_log}
 [store]
-path = "{directory}/keyway-{port}.db"
+{store}
 [cache]
 capacity = {cache_capacity}
 ttl_seconds = {cache_ttl}
@@ -431,6 +458,14 @@ def measure(args, work, started):
     miss_port, miss_admin = free_port(), free_port()
     started.append(keyway_miss := start_keyway(keyway_conf(work, miss_port, miss_admin, backend_port, jwks_path, password_hash, 1, access_log), miss_port, miss_admin))
 
+    # Cases 5r and 8r: the same two on a Redis store.
+    redis_port = free_port()
+    started.append(redis := start_redis(work, redis_port))
+    redis_cached_port, redis_cached_admin = free_port(), free_port()
+    started.append(keyway_redis := start_keyway(keyway_conf(work, redis_cached_port, redis_cached_admin, backend_port, jwks_path, password_hash, 1_000_000, access_log, redis=redis_port), redis_cached_port, redis_cached_admin))
+    redis_miss_port, redis_miss_admin = free_port(), free_port()
+    started.append(keyway_redis_miss := start_keyway(keyway_conf(work, redis_miss_port, redis_miss_admin, backend_port, jwks_path, password_hash, 1, access_log, redis=redis_port), redis_miss_port, redis_miss_admin))
+
     baseline_cases = {}
     if args.baseline:
         base_port, base_admin = free_port(), free_port()
@@ -444,6 +479,8 @@ def measure(args, work, started):
         }
     converse = converse_tokens(keyway_port, 1)[0]
     miss_tokens = converse_tokens(miss_port, 20 if args.smoke else 200)
+    redis_converse = converse_tokens(redis_cached_port, 1)[0]
+    redis_miss_tokens = converse_tokens(redis_miss_port, 20 if args.smoke else 200)
     bad_tokens = [str(uuid.uuid4()) for _ in range(1000)]
     cases = {
         "1": lambda: run_wrk(f"http://127.0.0.1:{backend_port}/", args.seconds, args.connections, None),
@@ -456,6 +493,8 @@ def measure(args, work, started):
         "7": lambda: run_wrk(f"http://127.0.0.1:{fresh_port}/jwt/x", args.seconds, args.connections, keyway_fresh, script=lua_script(work, new_tokens[1:], "Authorization", "Bearer ")),
         "8": lambda: run_wrk(f"http://127.0.0.1:{miss_port}/converse/x", args.seconds, args.connections, keyway_miss, script=lua_script(work, miss_tokens, "X-CONVERSE-TOKEN", "")),
         "9": lambda: run_wrk(f"http://127.0.0.1:{keyway_port}/converse/x", args.seconds, args.connections, keyway, script=lua_script(work, bad_tokens, "X-CONVERSE-TOKEN", "")),
+        "5r": lambda: run_wrk(f"http://127.0.0.1:{redis_cached_port}/converse/x", args.seconds, args.connections, Together(keyway_redis, redis), [f"X-CONVERSE-TOKEN: {redis_converse}"]),
+        "8r": lambda: run_wrk(f"http://127.0.0.1:{redis_miss_port}/converse/x", args.seconds, args.connections, Together(keyway_redis_miss, redis), script=lua_script(work, redis_miss_tokens, "X-CONVERSE-TOKEN", "")),
     }
     cases.update(baseline_cases)
     chosen = [(case, name) for case, name in all_cases(args) if case in args.cases.split(",") or case in baseline_cases and case[:-1] in args.cases.split(",")]
