@@ -497,34 +497,42 @@ fn tampered_foreign_and_unknown_key_user_tokens_are_denied_and_keys_rotate() {
         401
     );
 
-    // Rotation: a new key in front of the old one. Old tokens still work; new ones use "new".
+    // Rotation by reload: a new key in front of the old one. Old tokens still work; new ones
+    // use "new".
+    let delivery = format!("smtp_url = \"{}\"", setup.smtp.url());
     let rotated = hosted_config(
         &setup.backend,
         &setup.store,
-        &format!("smtp_url = \"{}\"", setup.smtp.url()),
+        &delivery,
         "",
         r#"{ id = "new", key = "${KEY_NEW}" }, { id = "old", key = "${KEY_OLD}" }"#,
     );
-    let rotated = Keyway::start(&rotated, &ENV);
-    assert_eq!(submit_as(&rotated, PASSKEY_A, &old_token), 200);
+    crate::reload::reload(&setup.keyway, Some(&rotated), crate::reload::RELOADED);
+    let rotated = &setup.keyway;
+    let only_old_key = Keyway::start(
+        &hosted_config(&setup.backend, &setup.store, &delivery, "", OLD_KEY),
+        &ENV,
+    );
+    assert_eq!(submit_as(rotated, PASSKEY_A, &old_token), 200);
     let before = setup.smtp.mails().len();
     let response = request_email(
-        &rotated,
+        rotated,
         &format!("?apiversion=5.4&passkey={PASSKEY_A}"),
         &json!({"email": "eve@example.com", "callbackUrl": CALLBACK}),
     );
     assert_eq!(response.status(), 202);
     let mail = setup.smtp.wait_for(before + 1).pop().unwrap();
     let authtoken = link_authtoken(&mail.text, &format!("{CALLBACK}?authtoken="));
-    let response = authenticate(&rotated, PASSKEY_A, Some(&authtoken));
+    let response = authenticate(rotated, PASSKEY_A, Some(&authtoken));
     let new_token = response.json::<Value>().unwrap()["Authentication"]["User"]
         .as_str()
         .unwrap()
         .to_owned();
     assert!(new_token.starts_with("new."), "{new_token}");
-    assert_eq!(submit_as(&rotated, PASSKEY_A, &new_token), 200);
-    // The keyway that only knows the old key cannot open a token sealed with the new one.
-    assert_eq!(submit_as(&setup.keyway, PASSKEY_A, &new_token), 401);
+    assert_eq!(submit_as(rotated, PASSKEY_A, &new_token), 200);
+    // A keyway that only knows the old key cannot open a token sealed with the new one.
+    assert_eq!(submit_as(&only_old_key, PASSKEY_A, &new_token), 401);
+    assert_eq!(submit_as(&only_old_key, PASSKEY_A, &old_token), 200);
 }
 
 /// Acceptance 5: the shipped config.toml, with its outbox and no mail server, runs the flow

@@ -11,12 +11,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-const RELOADED: &str = r#"keyway_config_reloads_total{result="success"}"#;
+pub const RELOADED: &str = r#"keyway_config_reloads_total{result="success"}"#;
 const REFUSED: &str = r#"keyway_config_reloads_total{result="failure"}"#;
 
 /// Rewrites keyway's config file and sends SIGHUP; waits (bounded) until `series` counts one
 /// more.
-fn reload(keyway: &Keyway, config: Option<&str>, series: &str) {
+pub fn reload(keyway: &Keyway, config: Option<&str>, series: &str) {
     let before = metric(keyway, series);
     if let Some(config) = config {
         std::fs::write(keyway.dir().join("config.toml"), config).unwrap();
