@@ -135,7 +135,7 @@ auth = ["converse"]
         config.converse.clone().unwrap(),
         &config.cache,
         store,
-        &keyway::store::counters::CounterBackend::Local,
+        &keyway::store::counters::CounterBackend::local(),
         metrics,
     );
     let login = Login {
