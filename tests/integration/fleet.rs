@@ -340,7 +340,8 @@ const BOUNDED: Duration = Duration::from_millis(200 + 400);
 
 #[test]
 fn a_stopped_or_killed_redis_is_503_at_once_and_recovery_needs_no_restart() {
-    let mut fleet = converse_fleet(1, "", "");
+    // The bound under test: every store call within 200 ms.
+    let mut fleet = converse_fleet(1, "", "timeout_ms = 200");
     let keyway = &fleet.instances[0];
     let client = Client::new();
     let (token, _) = fleet.new_token(&client);
@@ -482,7 +483,7 @@ fn a_sentinel_failover_keeps_every_acknowledged_token_and_keyway_follows_the_new
     let backend = Backend::start();
     let store = TestStore::new(StoreKind::Sqlite);
     let section = format!(
-        "[store]\nbackend = \"redis\"\nsentinels = [{}]\nmaster_name = \"kw\"\nwait_replicas = 1\ntimeout_ms = 500\n",
+        "[store]\nbackend = \"redis\"\nsentinels = [{}]\nmaster_name = \"kw\"\nwait_replicas = 1\ntimeout_ms = 2000\n",
         addresses.join(", ")
     );
     let text = config(backend.address, &store, "").replace(&store.section(), &section);
@@ -491,7 +492,7 @@ fn a_sentinel_failover_keeps_every_acknowledged_token_and_keyway_follows_the_new
     until(
         "the replica in sync",
         Duration::from_secs(10),
-        Duration::from_secs(2),
+        Duration::from_secs(5),
         || replica.command::<String>(&["INFO", "replication"]),
         |info| info.contains("master_link_status:up"),
     );
@@ -504,7 +505,7 @@ fn a_sentinel_failover_keeps_every_acknowledged_token_and_keyway_follows_the_new
     until(
         "keyway on the new primary",
         Duration::from_secs(30),
-        Duration::from_secs(2),
+        Duration::from_secs(5),
         || {
             verify_token(&client, &keyway, &tokens[0], &tokens[0])
                 .status()
@@ -535,7 +536,7 @@ fn a_sentinel_failover_keeps_every_acknowledged_token_and_keyway_follows_the_new
     until(
         "writes acknowledged again",
         Duration::from_secs(30),
-        Duration::from_secs(2),
+        Duration::from_secs(5),
         || login(&client, &keyway, &body).status().as_u16(),
         |status| *status == 200,
     );
@@ -548,7 +549,7 @@ fn a_redis_password_comes_from_the_environment_and_is_never_shown() {
     let backend = Backend::start();
     let store = TestStore::new(StoreKind::Sqlite);
     let with_url = |url: String| {
-        let section = format!("[store]\nbackend = \"redis\"\nurl = \"{url}\"\n");
+        let section = format!("[store]\nbackend = \"redis\"\nurl = \"{url}\"\ntimeout_ms = 2000\n");
         config(backend.address, &store, "").replace(&store.section(), &section)
     };
     let url = format!("redis://:${{REDIS_PASSWORD}}@{}/", redis.address());

@@ -120,7 +120,7 @@ impl Link {
     }
 
     /// Makes a connection on the store's runtime unless one is being made.
-    fn connect_in_background(self: &Arc<Self>) {
+    pub(super) fn connect_in_background(self: &Arc<Self>) {
         if self.connecting.swap(true, Ordering::AcqRel) {
             return;
         }

@@ -141,6 +141,9 @@ impl Redis {
             .map_err(|error| StoreError(format!("cannot start the redis runtime: {error}")))?;
         let server = server(&settings.server)?;
         let link = Link::new(server, settings.timeout, runtime.handle().clone());
+        // Connect now, not on the first request: that one would pay the connection's set-up
+        // within its `timeout_ms`.
+        link.connect_in_background();
         let keys = KeyLayout::new(&settings.key_prefix);
         let invalidations = Arc::new(Invalidations::new(keys.clone(), metrics));
         runtime.spawn(invalidation::watch_forever(

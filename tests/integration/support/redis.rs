@@ -228,10 +228,19 @@ impl TestStore {
                 "[store]\npath = \"{}\"\n{extra}\n",
                 self.sqlite_path().display()
             ),
-            Some(redis) => format!(
-                "[store]\nbackend = \"redis\"\nurl = \"{}\"\n{extra}\n",
-                redis.url()
-            ),
+            // Tests run many keyway processes at once on two cores: a store call gets 2 s
+            // unless the test sets its own bound.
+            Some(redis) => {
+                let timeout = if extra.contains("timeout_ms") {
+                    ""
+                } else {
+                    "timeout_ms = 2000\n"
+                };
+                format!(
+                    "[store]\nbackend = \"redis\"\nurl = \"{}\"\n{timeout}{extra}\n",
+                    redis.url()
+                )
+            }
         }
     }
 
