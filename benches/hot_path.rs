@@ -10,7 +10,7 @@ mod common;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderName, HeaderValue, Method};
 use keyway::auth::{self, AuthChain, Instrumented};
-use keyway::config::{RouteSpec, Settings, TargetSpec};
+use keyway::config::{RoutePath, RouteSpec, Settings, TargetSpec};
 use keyway::converse::{ConverseService, Lifetime, Login};
 use keyway::error::{GatewayError, render_envelope};
 use keyway::headers::{Forwarding, HeaderPolicy};
@@ -64,7 +64,7 @@ fn table() -> RouteTable {
         .map(|n| {
             let spec = RouteSpec {
                 name: format!("r{n}"),
-                path_prefix: format!("/service{n}/v1/"),
+                path: RoutePath::Prefix(format!("/service{n}/v1/")),
                 host: None,
                 methods: Some(vec![Method::GET, Method::POST]),
                 target: TargetSpec::Upstream("u".to_owned()),

@@ -4,7 +4,7 @@
 //! passed `http_policy::check_request_target`.
 
 use crate::auth::AuthChain;
-use crate::config::RouteSpec;
+use crate::config::{RoutePath, RouteSpec};
 use crate::endpoints::Endpoint;
 use crate::headers::HeaderPolicy;
 use crate::identity::TenantScope;
@@ -44,7 +44,7 @@ pub struct Resolved {
 /// One compiled `[[routes]]` entry, or a built-in endpoint's route.
 pub struct Route {
     pub name: String,
-    pub path_prefix: String,
+    pub path: RoutePath,
     pub host: Option<String>,
     pub methods: Option<Vec<Method>>,
     pub target: RouteTarget,
@@ -88,7 +88,7 @@ impl Route {
         secret_parameters.dedup();
         Route {
             name: spec.name.clone(),
-            path_prefix: spec.path_prefix.clone(),
+            path: spec.path.clone(),
             host: spec.host.clone(),
             methods: spec.methods.clone(),
             target: resolved.target,
@@ -104,10 +104,11 @@ impl Route {
 
     /// The request path as it may appear in a log line.
     pub fn loggable_path<'a>(&self, path: &'a str) -> std::borrow::Cow<'a, str> {
-        if self.secret_path_tail && path.len() > self.path_prefix.len() {
-            std::borrow::Cow::Owned(format!("{}<redacted>", self.path_prefix))
-        } else {
-            std::borrow::Cow::Borrowed(path)
+        match &self.path {
+            RoutePath::Prefix(prefix) if self.secret_path_tail && path.len() > prefix.len() => {
+                std::borrow::Cow::Owned(format!("{prefix}<redacted>"))
+            }
+            _ => std::borrow::Cow::Borrowed(path),
         }
     }
 
@@ -117,13 +118,25 @@ impl Route {
             .is_none_or(|methods| methods.contains(method))
     }
 
-    /// Segment-aware: `/api` matches `/api` and `/api/x` but not `/apix`; `/api/` matches `/api/x`.
+    /// A prefix is segment-aware: `/api` matches `/api` and `/api/x` but not `/apix`; `/api/`
+    /// matches `/api/x`. A template matches whole paths only.
     fn matches_path(&self, path: &str) -> bool {
-        match path.strip_prefix(self.path_prefix.as_str()) {
-            Some(rest) => {
-                self.path_prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/')
+        match &self.path {
+            RoutePath::Prefix(prefix) => match path.strip_prefix(prefix.as_str()) {
+                Some(rest) => prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/'),
+                None => false,
+            },
+            RoutePath::Template(template) => template.matches(path),
+        }
+    }
+
+    /// Most specific first: templates (more literal segments first), then longer prefixes.
+    fn specificity(&self) -> (bool, usize, usize, bool) {
+        match &self.path {
+            RoutePath::Template(template) => {
+                (true, template.literal_count(), 0, self.host.is_some())
             }
-            None => false,
+            RoutePath::Prefix(prefix) => (false, 0, prefix.len(), self.host.is_some()),
         }
     }
 
@@ -136,7 +149,7 @@ impl Route {
     }
 
     fn same_group(&self, other: &Route) -> bool {
-        self.path_prefix == other.path_prefix && self.host == other.host
+        self.path == other.path && self.host == other.host
     }
 }
 
@@ -144,7 +157,7 @@ impl std::fmt::Debug for Route {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Route")
             .field("name", &self.name)
-            .field("path_prefix", &self.path_prefix)
+            .field("path", &self.path.as_str())
             .field("host", &self.host)
             .field("target", &self.target)
             .finish_non_exhaustive()
@@ -159,7 +172,8 @@ pub enum RouteMatch<'a> {
     NotFound,
 }
 
-/// Routes ordered so that the first match is the best: longest prefix, then host-specific.
+/// Routes ordered so that the first match is the best: templates (most literal segments
+/// first), then the longest prefix; host-specific before any host.
 #[derive(Debug, Default)]
 pub struct RouteTable {
     routes: Vec<Arc<Route>>,
@@ -167,9 +181,7 @@ pub struct RouteTable {
 
 impl RouteTable {
     pub fn new(mut routes: Vec<Route>) -> Self {
-        routes.sort_by(|a, b| {
-            (b.path_prefix.len(), b.host.is_some()).cmp(&(a.path_prefix.len(), a.host.is_some()))
-        });
+        routes.sort_by_key(|route| std::cmp::Reverse(route.specificity()));
         let allows: Vec<HeaderValue> = routes
             .iter()
             .map(|route| group_allow(route, &routes))

@@ -20,7 +20,7 @@ pub use converse::ConverseSettings;
 pub use hosted_email::HostedEmailSettings;
 pub use identity::{ExchangeSettings, ProviderSettings};
 pub use raw::InvalidationMode;
-pub use routes::{CredentialSet, RouteSpec, TargetSpec, UpstreamSpec};
+pub use routes::{CredentialSet, RoutePath, RouteSpec, TargetSpec, UpstreamSpec};
 pub use server::{
     AdminSettings, CacheSettings, ClientLimits, LogSettings, RedisServer, RedisSettings,
     SentinelSettings, ServerSettings, StoreSettings, TlsFiles,

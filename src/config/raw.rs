@@ -237,9 +237,12 @@ pub struct RawRoute {
     /// Unique; the `route` label of metrics and logs (required).
     #[serde(default)]
     pub name: Field<String>,
-    /// Literal path prefix (required).
+    /// Literal path prefix (this or `path` is required).
     #[serde(default)]
     pub path_prefix: Field<String>,
+    /// One operation's path, `{name}` matching one segment (instead of `path_prefix`).
+    #[serde(default)]
+    pub path: Field<String>,
     /// Match only this `Host` (absent: any host).
     #[serde(default)]
     pub host: Field<String>,

@@ -7,6 +7,7 @@ use super::identity::{ExchangeSettings, ProviderSettings};
 use super::raw::{RawRoute, RawUpstream};
 use super::secret::Secret;
 use super::server::existing_file;
+use crate::http_policy::template::PathTemplate;
 use crate::http_policy::{RESERVED_HEADERS, normalise_name, validate_prefix};
 use crate::identity::{
     AuthKind, EndpointKind, HOSTED_EMAIL_AUTHENTICATE_PATH, HOSTED_EMAIL_REQUEST_PATH, TenantScope,
@@ -46,11 +47,30 @@ pub enum TargetSpec {
     Endpoint(EndpointKind),
 }
 
+/// Which paths a route serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoutePath {
+    /// `path_prefix`: the prefix and everything below it (segment-aware).
+    Prefix(String),
+    /// `path`: one operation, `{name}` matching one segment. Beats any prefix route.
+    Template(PathTemplate),
+}
+
+impl RoutePath {
+    /// As written in the config.
+    pub fn as_str(&self) -> &str {
+        match self {
+            RoutePath::Prefix(prefix) => prefix,
+            RoutePath::Template(template) => template.as_str(),
+        }
+    }
+}
+
 /// One route, validated: a `[[routes]]` entry or a built-in API's route.
 #[derive(Debug, Clone)]
 pub struct RouteSpec {
     pub name: String,
-    pub path_prefix: String,
+    pub path: RoutePath,
     /// Lower-case host name without port; `None` matches any host.
     pub host: Option<String>,
     /// `None` allows every method; `GET` always brings `HEAD`.
@@ -261,13 +281,13 @@ pub(super) fn compile_routes(
     for (key, builtin) in builtin_routes(&context.services) {
         let taken = routes
             .iter()
-            .any(|user| user.path_prefix == builtin.path_prefix && user.host.is_none());
+            .any(|user| user.path == builtin.path && user.host.is_none());
         if taken {
             checker.fail(
                 key,
                 format!(
                     "a [[routes]] entry already uses {:?}, which a built-in API needs",
-                    builtin.path_prefix
+                    builtin.path.as_str()
                 ),
             );
         }
@@ -276,14 +296,19 @@ pub(super) fn compile_routes(
     Some(routes)
 }
 
-/// Names are unique, and no two routes serve the same prefix and host for the same method.
+/// Names are unique; no two routes serve the same prefix (or template) and host for the same
+/// method; no two templates could both serve a path with neither more specific.
 fn check_unique_routes(routes: &[Option<RouteSpec>], checker: &mut Checker) {
+    let same_methods = |a: &RouteSpec, b: &RouteSpec| match (&a.methods, &b.methods) {
+        (Some(a), Some(b)) => a.iter().any(|method| b.contains(method)),
+        _ => true,
+    };
     let overlaps = |a: &RouteSpec, b: &RouteSpec| {
-        a.path_prefix == b.path_prefix
-            && a.host == b.host
-            && match (&a.methods, &b.methods) {
-                (Some(a), Some(b)) => a.iter().any(|method| b.contains(method)),
-                _ => true,
+        a.host == b.host
+            && same_methods(a, b)
+            && match (&a.path, &b.path) {
+                (RoutePath::Template(a), RoutePath::Template(b)) => a.is_ambiguous_with(b),
+                (a, b) => a == b,
             }
     };
     for (index, route) in routes.iter().enumerate() {
@@ -298,13 +323,66 @@ fn check_unique_routes(routes: &[Option<RouteSpec>], checker: &mut Checker) {
                 format!("{:?} is already used by routes[{first}]", route.name),
             );
         }
-        if let Some((first, _)) = earlier.clone().find(|(_, other)| overlaps(other, route)) {
-            checker.fail(
-                format!("routes[{index}].path_prefix"),
-                format!(
-                    "routes[{first}] already serves this path_prefix and host for some of these methods"
+        if let Some((first, other)) = earlier.clone().find(|(_, other)| overlaps(other, route)) {
+            let (key, what) = match (&route.path, &other.path) {
+                (RoutePath::Template(mine), RoutePath::Template(theirs)) if mine != theirs => (
+                    "path",
+                    format!(
+                        "ambiguous with routes[{first}] ({:?}): a path could match both with neither more specific",
+                        theirs.as_str()
+                    ),
                 ),
-            );
+                (RoutePath::Template(_), _) => (
+                    "path",
+                    format!(
+                        "routes[{first}] already serves this path and host for some of these methods"
+                    ),
+                ),
+                (RoutePath::Prefix(_), _) => (
+                    "path_prefix",
+                    format!(
+                        "routes[{first}] already serves this path_prefix and host for some of these methods"
+                    ),
+                ),
+            };
+            checker.fail(format!("routes[{index}].{key}"), what);
+        }
+    }
+}
+
+/// `path_prefix` or `path` (exactly one), validated.
+fn compile_route_path(
+    key: &str,
+    prefix: Field<String>,
+    path: Field<String>,
+    checker: &mut Checker,
+) -> Option<RoutePath> {
+    let field = |name: &str| format!("{key}.{name}");
+    // A value of the wrong type is reported by `get`; only two absent keys are "required".
+    let both_absent = matches!((&prefix, &path), (Field::Absent, Field::Absent));
+    let prefix = checker.get(&field("path_prefix"), prefix);
+    let path = checker.get(&field("path"), path);
+    match (prefix, path) {
+        (Some(prefix), None) => checker.check(
+            field("path_prefix"),
+            validate_prefix(&prefix).map(|_| RoutePath::Prefix(prefix)),
+        ),
+        (None, Some(path)) => checker.check(
+            field("path"),
+            PathTemplate::parse(&path).map(RoutePath::Template),
+        ),
+        (Some(_), Some(_)) => {
+            checker.fail(field("path"), "give path_prefix or path, not both");
+            None
+        }
+        (None, None) => {
+            if both_absent {
+                checker.fail(
+                    field("path_prefix"),
+                    "required (or path, for one operation)",
+                );
+            }
+            None
         }
     }
 }
@@ -320,13 +398,7 @@ fn compile_route(
     if name.as_deref().is_some_and(|name| name.trim().is_empty()) {
         checker.fail(field("name"), "must not be empty");
     }
-    let prefix = checker.require(&field("path_prefix"), raw.path_prefix);
-    let prefix = prefix.and_then(|prefix| {
-        checker.check(
-            field("path_prefix"),
-            validate_prefix(&prefix).map(|_| prefix),
-        )
-    });
+    let path = compile_route_path(key, raw.path_prefix, raw.path, checker);
     let host = compile_host(
         &field("host"),
         checker.get(&field("host"), raw.host),
@@ -383,7 +455,7 @@ fn compile_route(
     credentials_known.then_some(())?;
     Some(RouteSpec {
         name: name?,
-        path_prefix: prefix?,
+        path: path?,
         host: host?,
         methods: methods?,
         target: TargetSpec::Upstream(upstream?),
@@ -632,7 +704,7 @@ fn builtin(
 ) -> RouteSpec {
     RouteSpec {
         name: name.to_owned(),
-        path_prefix,
+        path: RoutePath::Prefix(path_prefix),
         host: None,
         methods: Some(vec![method]),
         target: TargetSpec::Endpoint(kind),

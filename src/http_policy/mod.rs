@@ -12,6 +12,7 @@
 pub mod forwarded;
 pub mod params;
 pub mod strict_json;
+pub mod template;
 
 /// Headers keyway must be able to set itself; a config may not claim them.
 pub const RESERVED_HEADERS: [&str; 6] = [

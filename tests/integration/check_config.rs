@@ -166,3 +166,37 @@ fn check_config_looks_nothing_up_and_starting_names_what_does_not_resolve() {
         "{printed}"
     );
 }
+
+#[test]
+fn path_templates_are_checked_and_ambiguity_is_refused() {
+    let route = |name: &str, path: &str| {
+        format!(
+            "[[routes]]\nname = \"{name}\"\npath = \"{path}\"\nupstream = \"u\"\nauth = [\"none\"]\n"
+        )
+    };
+    let config = format!(
+        "[server]\nlisten = [\"127.0.0.1:8080\"]\n[admin]\nlisten = \"127.0.0.1:9090\"\n\
+         [upstreams.u]\naddresses = [\"127.0.0.1:9000\"]\n{}{}{}{}{}",
+        route(
+            "ok",
+            "/conversation/v1/conversations/{conversationId}/authenticate"
+        ),
+        route("left", "/a/{x}/c"),
+        route("right", "/a/b/{y}"),
+        route("broken", "/a/x{y}"),
+        "[[routes]]\nname = \"both\"\npath = \"/p\"\npath_prefix = \"/p/\"\nupstream = \"u\"\nauth = [\"none\"]\n",
+    );
+    let (ok, _, stderr) = check(&config, &[]);
+    assert!(!ok);
+    for expected in [
+        "routes[2].path: ambiguous with routes[1] (\"/a/{x}/c\")",
+        "routes[3].path: segment \"x{y}\"",
+        "routes[4].path: give path_prefix or path, not both",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "missing {expected:?} in:\n{stderr}"
+        );
+    }
+    assert!(stderr.contains("3 problems"), "{stderr}");
+}

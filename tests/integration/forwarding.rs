@@ -179,3 +179,61 @@ credentials = "special"
         assert_eq!(seen.values("x-which"), vec![expected], "{path} on {host}");
     }
 }
+
+#[test]
+fn a_template_route_serves_one_operation_and_beats_the_prefix_route() {
+    let (operation, catch_all) = (Backend::start(), Backend::start());
+    let routes = format!(
+        r#"
+[upstreams.operation]
+addresses = ["{}"]
+
+[[routes]]
+name = "authenticate"
+path = "/conversation/v1/conversations/{{conversationId}}/authenticate"
+upstream = "operation"
+auth = ["none"]
+
+[[routes]]
+name = "conversations"
+path_prefix = "/conversation/v1/"
+upstream = "backend"
+auth = ["none"]
+"#,
+        operation.address
+    );
+    let keyway = Keyway::start(&config(catch_all.address, &routes), &[]);
+    let post = |path: &str| {
+        reqwest::blocking::Client::new()
+            .post(keyway.url(path))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(post("/conversation/v1/conversations/c-1/authenticate"), 200);
+    assert_eq!(
+        operation.received().len(),
+        1,
+        "the template route served it"
+    );
+    for (path, status) in [
+        ("/conversation/v1/conversations/c-1/authenticate/x", 200),
+        ("/conversation/v1/conversations/c-1", 200),
+        // An empty segment is refused by the path policy before any route.
+        ("/conversation/v1/conversations//authenticate", 400),
+    ] {
+        assert_eq!(post(path), status, "{path}");
+    }
+    assert_eq!(
+        operation.received().len(),
+        1,
+        "no other path reached the operation"
+    );
+    assert_eq!(
+        catch_all.received().len(),
+        2,
+        "the prefix route took the others"
+    );
+    assert_eq!(post("/elsewhere"), 404);
+}
