@@ -2,13 +2,14 @@
 //! upstream sees each new credential at once; a bad file keeps the old runtime; secrets from
 //! files rotate; providers, hosted-email clients and users come and go without a restart.
 
-use crate::support::converse::{ADMIN, USER, get_with, password_hash, token_for};
+use crate::support::converse::{ADMIN, USER, get_with, password_hash, token_for, users};
 use crate::support::jose::{ISSUER, JwksServer, mint, unix_now};
+use crate::support::load::SteadyLoad;
 use crate::support::{Backend, Keyway, StoreKind, TestStore, metric};
 use reqwest::blocking::Client;
 use serde_json::json;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 pub const RELOADED: &str = r#"keyway_config_reloads_total{result="success"}"#;
@@ -43,15 +44,7 @@ fn routes(store: &TestStore, jwks: &JwksServer, credential: &str, extra: &str) -
 "x-backend-key" = "{credential}"
 
 [converse]
-[[converse.users]]
-email = "{USER}"
-password_hash = "{hash}"
-
-[[converse.users]]
-email = "{ADMIN}"
-password_hash = "{hash}"
-admin = true
-
+{users}
 [[identity_providers]]
 customer_id = "customer123"
 provider_id = 456
@@ -82,7 +75,7 @@ auth = ["jwt"]
 credentials = "backend"
 "#,
         store = store.section(),
-        hash = password_hash(),
+        users = users(),
         jwks = jwks.url()
     )
 }
@@ -117,39 +110,21 @@ fn ten_reloads_under_load_lose_nothing_and_each_new_credential_is_seen_at_once()
 
     // The generation every request sent from now on must see at least.
     let confirmed = Arc::new(AtomicUsize::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
     // 64 keep-alive connections (one client each) through ten reloads a second apart.
-    let load: Vec<_> = (0..64)
-        .map(|worker| {
-            let (confirmed, stop) = (confirmed.clone(), stop.clone());
-            let (converse, jwt) = (converse.clone(), jwt.clone());
-            let base = keyway.url("");
-            std::thread::spawn(move || {
-                let client = Client::builder().pool_max_idle_per_host(1).build().unwrap();
-                let (mut sent, mut failed) = (0usize, Vec::new());
-                while !stop.load(Ordering::Acquire) {
-                    let generation = confirmed.load(Ordering::Acquire);
-                    let request = match (worker + sent) % 3 {
-                        0 => client.get(format!("{base}/open/x")),
-                        1 => client
-                            .get(format!("{base}/api/chat/x"))
-                            .header("X-CONVERSE-TOKEN", &converse),
-                        _ => client.get(format!("{base}/jwt/x")).bearer_auth(&jwt),
-                    };
-                    match request
-                        .header("x-test-generation", generation.to_string())
-                        .send()
-                    {
-                        Ok(response) if response.status() == 200 => {}
-                        Ok(response) => failed.push(format!("status {}", response.status())),
-                        Err(error) => failed.push(format!("error {error}")),
-                    }
-                    sent += 1;
-                }
-                (sent, failed)
-            })
+    let load = {
+        let (confirmed, base) = (confirmed.clone(), keyway.url(""));
+        SteadyLoad::start(64, move |client, worker, n| {
+            let generation = confirmed.load(Ordering::Acquire);
+            let request = match (worker + n) % 3 {
+                0 => client.get(format!("{base}/open/x")),
+                1 => client
+                    .get(format!("{base}/api/chat/x"))
+                    .header("X-CONVERSE-TOKEN", &converse),
+                _ => client.get(format!("{base}/jwt/x")).bearer_auth(&jwt),
+            };
+            request.header("x-test-generation", generation.to_string())
         })
-        .collect();
+    };
 
     std::thread::sleep(Duration::from_millis(300));
     for generation in 1..=10 {
@@ -158,13 +133,7 @@ fn ten_reloads_under_load_lose_nothing_and_each_new_credential_is_seen_at_once()
         confirmed.store(generation, Ordering::Release);
         std::thread::sleep(Duration::from_millis(1000));
     }
-    stop.store(true, Ordering::Release);
-    let mut total = 0;
-    for worker in load {
-        let (sent, failed) = worker.join().unwrap();
-        assert!(failed.is_empty(), "failed requests: {failed:?}");
-        total += sent;
-    }
+    let total = load.finish();
     println!("{total} requests on 64 connections during 10 reloads, none failed");
     assert!(total > 2000, "the load ran ({total} requests)");
 

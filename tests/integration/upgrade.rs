@@ -3,10 +3,9 @@
 //! exits 0, while clients keep sending.
 
 use crate::support::converse::{USER, config, get_with, token_for, verify_token};
+use crate::support::load::SteadyLoad;
 use crate::support::{API_ROUTE, Backend, Keyway, StoreKind, TestStore};
 use reqwest::blocking::Client;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 fn free_port() -> u16 {
@@ -39,32 +38,17 @@ fn three_upgrades_under_load_fail_no_request_and_keep_every_token() {
     let client = Client::new();
     let token = token_for(&client, &running, USER, -1, false);
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let load: Vec<_> = (0..64)
-        .map(|worker| {
-            let stop = stop.clone();
-            let (pass, chat) = (running.url("/api/x"), running.url("/api/chat/x"));
-            let token = token.clone();
-            std::thread::spawn(move || {
-                let client = Client::builder().pool_max_idle_per_host(1).build().unwrap();
-                let (mut sent, mut failed) = (0usize, Vec::new());
-                while !stop.load(Ordering::Acquire) {
-                    let request = if (worker + sent) % 2 == 0 {
-                        client.get(&pass)
-                    } else {
-                        client.get(&chat).header("X-CONVERSE-TOKEN", &token)
-                    };
-                    match request.send() {
-                        Ok(response) if response.status() == 200 => {}
-                        Ok(response) => failed.push(format!("status {}", response.status())),
-                        Err(error) => failed.push(format!("error {error:?}")),
-                    }
-                    sent += 1;
-                }
-                (sent, failed)
-            })
+    let load = {
+        let (pass, chat) = (running.url("/api/x"), running.url("/api/chat/x"));
+        let token = token.clone();
+        SteadyLoad::start(64, move |client, worker, n| {
+            if (worker + n) % 2 == 0 {
+                client.get(&pass)
+            } else {
+                client.get(&chat).header("X-CONVERSE-TOKEN", &token)
+            }
         })
-        .collect();
+    };
 
     for round in 0..3 {
         std::thread::sleep(Duration::from_millis(500));
@@ -95,13 +79,7 @@ fn three_upgrades_under_load_fail_no_request_and_keep_every_token() {
         );
     }
     std::thread::sleep(Duration::from_millis(500));
-    stop.store(true, Ordering::Release);
-    let mut total = 0;
-    for worker in load {
-        let (sent, failed) = worker.join().unwrap();
-        assert!(failed.is_empty(), "failed requests: {failed:?}");
-        total += sent;
-    }
+    let total = load.finish();
     println!("{total} requests on 64 connections through 3 upgrades, none failed");
     assert!(total > 1000, "the load ran ({total} requests)");
     assert_eq!(

@@ -30,7 +30,6 @@ pub fn password_hash() -> &'static str {
 
 /// A config with the token API, two users, a protected route and extra `[converse]` keys.
 pub fn config(backend: SocketAddr, store: &TestStore, converse_extra: &str) -> String {
-    let hash = password_hash();
     super::config(
         backend,
         &format!(
@@ -42,15 +41,7 @@ ttl_seconds = 30
 [converse]
 {converse_extra}
 
-[[converse.users]]
-email = "{USER}"
-password_hash = "{hash}"
-
-[[converse.users]]
-email = "{ADMIN}"
-password_hash = "{hash}"
-admin = true
-
+{users}
 [[routes]]
 name = "chat"
 path_prefix = "/api/chat/"
@@ -58,8 +49,25 @@ upstream = "backend"
 auth = ["converse"]
 identity_headers = {{ "x-auth-email" = "email", "x-auth-admin" = "admin" }}
 "#,
-            store = store.section()
+            store = store.section(),
+            users = users(),
         ),
+    )
+}
+
+/// `USER` and the administrator `ADMIN`, both with `PASSWORD`, as `[[converse.users]]`.
+pub fn users() -> String {
+    let hash = password_hash();
+    format!(
+        r#"[[converse.users]]
+email = "{USER}"
+password_hash = "{hash}"
+
+[[converse.users]]
+email = "{ADMIN}"
+password_hash = "{hash}"
+admin = true
+"#
     )
 }
 

@@ -17,6 +17,7 @@ pub mod backend;
 pub mod converse;
 pub mod jose;
 pub mod keyway;
+pub mod load;
 pub mod pki;
 pub mod raw_http;
 pub mod redis;
