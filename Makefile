@@ -28,13 +28,14 @@ run: deps
 	./target/release/keyway --config config.toml run
 
 # Formatting, lints, unit + integration tests, and one-pass smoke runs of the benchmarks
-# (the load benchmark for a second per case, so it cannot rot).
+# (the load benchmark for a second per case, so it cannot rot). One build profile serves
+# the tests and the smoke run (`cargo test --all-targets` builds the binary and examples
+# too): a second, optimised build of every dependency would cost more than all the tests.
 test: deps
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
 	cargo test --all-targets
-	cargo build --release --bins --examples
-	python3 bench/load.py --smoke --out target/bench-smoke
+	python3 bench/load.py --smoke --profile debug --out target/bench-smoke
 
 bench: deps
 	cargo bench --bench hot_path

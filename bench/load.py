@@ -35,8 +35,19 @@ import urllib.request
 import uuid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Release binaries for figures; `--profile debug` (make test's smoke run) reuses the test build.
 KEYWAY = os.path.join(ROOT, "target", "release", "keyway")
 EXAMPLES = os.path.join(ROOT, "target", "release", "examples")
+
+
+def use_profile(profile):
+    """Points the benchmark at target/<profile>, building it there if it is missing."""
+    global KEYWAY, EXAMPLES
+    directory = os.path.join(ROOT, "target", profile)
+    KEYWAY, EXAMPLES = os.path.join(directory, "keyway"), os.path.join(directory, "examples")
+    if not os.path.exists(KEYWAY) or not os.path.exists(os.path.join(EXAMPLES, "bare_pingora")):
+        flags = ["--release"] if profile == "release" else []
+        subprocess.run(["cargo", "build", *flags, "--bins", "--examples"], cwd=ROOT, check=True)
 PROXY_CPU, LOAD_CPU = "0", "1"
 ISSUER = "https://idp.bench.example"
 PASSWORD = "bench-password-1"
@@ -65,8 +76,6 @@ def ensure_tools():
     if missing:
         subprocess.run(["apt-get", "update", "-qq"], check=True)
         subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=True, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-    if not os.path.exists(KEYWAY):
-        subprocess.run(["cargo", "build", "--release"], cwd=ROOT, check=True)
 
 
 def tool(name):
@@ -300,8 +309,8 @@ identity_headers = {{ "x-auth-subject" = "sub" }}
     return path
 
 
-def start_keyway(conf, port, admin, binary=KEYWAY):
-    process = Process([binary, "--config", conf, "run"], PROXY_CPU)
+def start_keyway(conf, port, admin, binary=None):
+    process = Process([binary or KEYWAY, "--config", conf, "run"], PROXY_CPU)
     deadline = time.time() + 30
     while time.time() < deadline:
         try:
@@ -393,6 +402,7 @@ def run_wrk(url, seconds, connections, process, headers=(), script=None):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="one short repetition per case")
+    parser.add_argument("--profile", choices=["release", "debug"], default="release", help="which build to run (debug: a smoke run on the test build)")
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--repetitions", type=int, default=3)
@@ -405,7 +415,10 @@ def main():
     args = parser.parse_args()
     if args.smoke:
         args.seconds, args.repetitions, args.new_tokens, args.cached_tokens = 1, 1, 500, 10_000
+    if args.profile == "debug" and not args.smoke:
+        sys.exit("--profile debug is for --smoke runs: its figures would not be keyway's")
     ensure_tools()
+    use_profile(args.profile)
     os.makedirs(args.out, exist_ok=True)
     work = tempfile.mkdtemp(prefix="keyway-bench-")
     started = []
