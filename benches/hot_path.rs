@@ -75,12 +75,14 @@ fn table() -> RouteTable {
                 max_body_bytes: 1 << 20,
                 tenants: TenantScope::default(),
                 secret_path_tail: false,
+                request_schema: None,
             };
             let resolved = Resolved {
                 target: RouteTarget::Upstream(upstream.clone()),
                 auth: public.clone(),
                 inject: Vec::new(),
                 stripped_everywhere: Vec::new(),
+                request_schema: None,
             };
             Route::new(&spec, resolved)
         })

@@ -6,12 +6,14 @@
 //! look-ups, CA and key files, the store, the mail outbox. Building twice from the same
 //! settings gives two independent runtimes (a reload builds a new one and swaps it).
 
+use crate::api_keys::ApiKeyRegistry;
 use crate::auth::{self, AuthChain, Instrumented};
 use crate::config::{ProviderSettings, RouteSpec, Settings, StoreSettings, TargetSpec};
 use crate::converse::ConverseService;
 use crate::endpoints::{Endpoint, EndpointServices};
 use crate::exchange::ExchangeService;
 use crate::hosted_email::HostedEmailService;
+use crate::http_policy::body_schema::BodySchema;
 use crate::http_policy::normalise_name;
 use crate::identity::AuthKind;
 use crate::jwt::jwks::{JwksService, ProviderKeys, ProviderRegistry};
@@ -304,6 +306,14 @@ fn build_services(
     authenticators.extend(jwt.map(auth::jwt));
     authenticators.extend(exchange.clone().map(auth::exchange));
     authenticators.extend(hosted_email.clone().map(auth::hosted_email));
+    authenticators.extend(settings.api_keys.as_ref().map(|keys| {
+        let registry = Arc::new(ApiKeyRegistry::new(keys, metrics));
+        auth::api_key(
+            registry,
+            keys.id_header.as_str(),
+            keys.secret_header.as_str(),
+        )
+    }));
     Ok(Services {
         authenticators: authenticators
             .into_iter()
@@ -420,11 +430,18 @@ fn build_route(
             .collect::<Result<Vec<_>, BuildError>>()?,
         None => Vec::new(),
     };
+    let request_schema = match &spec.request_schema {
+        Some(schema) => Some(Arc::new(BodySchema::compile(&schema.document).map_err(
+            |why| missing(format!("request_schema {}: {why}", schema.file.display())),
+        )?)),
+        None => None,
+    };
     let resolved = Resolved {
         target,
         auth: AuthChain::new(auth),
         inject,
         stripped_everywhere: stripped_everywhere.to_vec(),
+        request_schema,
     };
     Ok(Route::new(spec, resolved))
 }

@@ -192,6 +192,8 @@ pub enum AuthKind {
     Exchange,
     /// A hosted-email user token with its client's passkey (seed 002).
     HostedEmail,
+    /// A partner's own key pair (`[api_keys]`), exchanged for the route's credentials.
+    ApiKey,
 }
 
 impl AuthKind {
@@ -203,6 +205,7 @@ impl AuthKind {
             AuthKind::Jwt => "jwt",
             AuthKind::Exchange => "exchange",
             AuthKind::HostedEmail => "hosted_email",
+            AuthKind::ApiKey => "api_key",
         }
     }
 
@@ -210,6 +213,12 @@ impl AuthKind {
     /// to some customers and providers, and read JWT claims).
     pub fn has_tenant(self) -> bool {
         matches!(self, AuthKind::Jwt | AuthKind::Exchange)
+    }
+
+    /// Whether a route's `customers` can restrict this kind's principals: identity providers
+    /// serve one customer each; API-key clients name the customers they act for.
+    pub fn has_customers(self) -> bool {
+        self.has_tenant() || self == AuthKind::ApiKey
     }
 }
 

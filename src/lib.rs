@@ -28,7 +28,7 @@
 //! auth endpoints
 //! headers upstream
 //! error
-//! converse exchange hosted_email
+//! api_keys converse exchange hosted_email
 //! jwt
 //! cache
 //! store
@@ -48,12 +48,14 @@
 //! - `headers`: strip and inject; `upstream`: peers and timeouts; `error`: the one error type,
 //!   its envelope, and every domain error's mapping to it.
 //! - `converse`, `exchange`, `hosted_email`: the seeds' services, each with its own errors;
+//!   `api_keys`: partners' own key pairs;
 //!   `jwt`: parsing, keys, JWKS and the verifier; `cache` and `store`: credentials in memory
 //!   and on disk.
 //! - Leaves: `metrics`, `lifecycle`, `listeners`, `logging`, `config` (raw -> settings),
 //!   `identity` (the shared vocabulary) and `http_policy` (wire rules).
 
 pub mod admin;
+pub mod api_keys;
 pub mod app;
 pub mod auth;
 pub mod build;

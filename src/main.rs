@@ -1,6 +1,8 @@
-//! The `keyway` command: `run` (default) and `check-config`.
+//! The `keyway` command: `run` (default), `check-config`, `reload`, and the helpers that make
+//! config values (`hash-password`, `hash-api-key`, `new-api-key`).
 
 use clap::{Parser, Subcommand};
+use keyway::api_keys;
 use keyway::config::{ConfigError, Settings};
 use keyway::logging::{self, LogFormat};
 use std::path::PathBuf;
@@ -42,6 +44,11 @@ enum Command {
     CheckConfig,
     /// Read a password from stdin (one line) and print its argon2id PHC string.
     HashPassword,
+    /// Read an API-key secret from stdin (one line) and print its SHA-256, for
+    /// `[[api_keys.clients]] secret_sha256`.
+    HashApiKey,
+    /// Print a fresh API-key id and secret for a partner, and the config entry for it.
+    NewApiKey,
     /// Ask the running keyway (named in `server.pid_file`) to reload its config (SIGHUP); it
     /// validates the file in its own environment and keeps the old config if it is wrong.
     Reload,
@@ -51,6 +58,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run { upgrade: false }) {
         Command::HashPassword => hash_password(),
+        Command::HashApiKey => hash_api_key(),
+        Command::NewApiKey => new_api_key(),
         Command::CheckConfig => match Settings::load(&cli.config) {
             Ok(settings) => {
                 let routes = settings.routes.len();
@@ -117,17 +126,57 @@ fn signal_reload(pid_file: &std::path::Path) -> ExitCode {
 
 /// `keyway hash-password`: the password comes from stdin so it never lands in shell history.
 fn hash_password() -> ExitCode {
+    let Some(password) = read_stdin_line("password") else {
+        return ExitCode::from(2);
+    };
+    println!("{}", keyway::converse::password::hash_password(&password));
+    ExitCode::SUCCESS
+}
+
+/// `keyway hash-api-key`: the secret comes from stdin, like a password.
+fn hash_api_key() -> ExitCode {
+    let Some(secret) = read_stdin_line("secret") else {
+        return ExitCode::from(2);
+    };
+    if secret.chars().count() < api_keys::MIN_SECRET_CHARS {
+        eprintln!(
+            "the secret is shorter than {} characters: use at least 128 random bits \
+             (keyway new-api-key makes one)",
+            api_keys::MIN_SECRET_CHARS
+        );
+        return ExitCode::from(2);
+    }
+    println!("{}", api_keys::hex(&api_keys::digest_of(&secret)));
+    ExitCode::SUCCESS
+}
+
+/// `keyway new-api-key`: the pair to give the partner, and the entry for `config.toml`.
+fn new_api_key() -> ExitCode {
+    let (id, secret) = api_keys::new_key();
+    let digest = api_keys::hex(&api_keys::digest_of(&secret));
+    println!("# give the partner its id and secret (shown once; keyway keeps only the digest)");
+    println!("id     = {id}");
+    println!("secret = {secret}");
+    println!();
+    println!("[[api_keys.clients]]");
+    println!("name = \"partner-name\"");
+    println!("id = \"{id}\"");
+    println!("secret_sha256 = \"{digest}\"");
+    ExitCode::SUCCESS
+}
+
+/// One line of stdin without its line ending; `None` (reported) when unreadable or empty.
+fn read_stdin_line(what: &str) -> Option<String> {
     let mut line = String::new();
     if std::io::stdin().read_line(&mut line).is_err() {
-        eprintln!("could not read a password from stdin");
-        return ExitCode::from(2);
+        eprintln!("could not read a {what} from stdin");
+        return None;
     }
-    let password = line.strip_suffix('\n').unwrap_or(&line);
-    let password = password.strip_suffix('\r').unwrap_or(password);
-    if password.is_empty() {
-        eprintln!("the password is empty");
-        return ExitCode::from(2);
+    let value = line.strip_suffix('\n').unwrap_or(&line);
+    let value = value.strip_suffix('\r').unwrap_or(value);
+    if value.is_empty() {
+        eprintln!("the {what} is empty");
+        return None;
     }
-    println!("{}", keyway::converse::password::hash_password(password));
-    ExitCode::SUCCESS
+    Some(value.to_owned())
 }

@@ -22,6 +22,7 @@ pub struct Metrics {
     store_duration: HistogramVec,
     store_errors: IntCounterVec,
     cache_invalidations: IntCounterVec,
+    api_key_requests: IntCounterVec,
     cache_trusted: IntGauge,
     config_reloads: IntCounterVec,
     config_last_reload_success: Gauge,
@@ -94,6 +95,12 @@ impl Metrics {
                 "keyway_store_errors_total",
                 "Store operations that failed (unreachable, timed out, refused), by operation",
                 &["op"],
+            ),
+            api_key_requests: counter_vec(
+                r,
+                "keyway_api_key_requests_total",
+                "Requests admitted with an API key, by the client's configured name",
+                &["client"],
             ),
             cache_invalidations: counter_vec(
                 r,
@@ -194,6 +201,12 @@ impl Metrics {
     /// Counts cached credentials dropped for `reason` (`local`, `remote`, `flush`, `untrusted`).
     pub fn cache_invalidation(&self, reason: &str) -> IntCounter {
         self.cache_invalidations.with_label_values(&[reason])
+    }
+
+    /// Counts requests admitted with the API key of the client named `client` (a configured
+    /// name, never a presented value).
+    pub fn api_key_requests(&self, client: &str) -> IntCounter {
+        self.api_key_requests.with_label_values(&[client])
     }
 
     /// Counts config reloads by `result` (`success`, `failure`).

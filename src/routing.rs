@@ -7,6 +7,7 @@ use crate::auth::AuthChain;
 use crate::config::{RoutePath, RouteSpec};
 use crate::endpoints::Endpoint;
 use crate::headers::HeaderPolicy;
+use crate::http_policy::body_schema::BodySchema;
 use crate::identity::TenantScope;
 use crate::upstream::Upstream;
 use http::{HeaderName, HeaderValue, Method};
@@ -39,6 +40,8 @@ pub struct Resolved {
     /// Headers removed on every route (normalised names): credential headers only keyway may
     /// see, and every header name some route injects.
     pub stripped_everywhere: Vec<String>,
+    /// The route's `request_schema`, compiled.
+    pub request_schema: Option<Arc<BodySchema>>,
 }
 
 /// One compiled `[[routes]]` entry, or a built-in endpoint's route.
@@ -59,6 +62,8 @@ pub struct Route {
     /// Query and body parameters that carry a credential of one of the route's
     /// authenticators: read before authenticating, never forwarded. Empty for most routes.
     pub secret_parameters: Vec<&'static str>,
+    /// Every body must satisfy this schema before it goes upstream.
+    pub request_schema: Option<Arc<BodySchema>>,
     /// The `Allow` header for a 405 on this route's (host, prefix).
     allow: HeaderValue,
 }
@@ -98,8 +103,15 @@ impl Route {
             secret_path_tail: spec.secret_path_tail,
             tenants: spec.tenants.clone(),
             secret_parameters,
+            request_schema: resolved.request_schema,
             allow: HeaderValue::from_static(""),
         }
+    }
+
+    /// Whether the body is read before the request goes upstream (to check it against the
+    /// schema, or for credential parameters).
+    pub fn holds_body(&self) -> bool {
+        self.request_schema.is_some() || !self.secret_parameters.is_empty()
     }
 
     /// The request path as it may appear in a log line.

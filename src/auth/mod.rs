@@ -3,12 +3,14 @@
 //! module of its own, knows only its own credential, and declares where that credential
 //! travels ([`Carriers`]), from which routing derives what is never forwarded.
 
+mod api_key;
 mod converse;
 mod exchange;
 mod hosted_email;
 mod jwt;
 mod none;
 
+use crate::api_keys::ApiKeyRegistry;
 use crate::converse::ConverseService;
 use crate::exchange::ExchangeService;
 use crate::hosted_email::HostedEmailService;
@@ -116,6 +118,19 @@ pub fn exchange(service: Arc<ExchangeService>) -> Arc<dyn Authenticator> {
 /// `auth = ["hosted_email"]`, backed by the hosted-email service.
 pub fn hosted_email(service: Arc<HostedEmailService>) -> Arc<dyn Authenticator> {
     Arc::new(hosted_email::HostedEmailAuthenticator::new(service))
+}
+
+/// `auth = ["api_key"]`: partners' key pairs, in the two headers named.
+pub fn api_key(
+    registry: Arc<ApiKeyRegistry>,
+    id_header: &str,
+    secret_header: &str,
+) -> Arc<dyn Authenticator> {
+    Arc::new(api_key::ApiKeyAuthenticator::new(
+        registry,
+        id_header,
+        secret_header,
+    ))
 }
 
 /// An authenticator with its metric series (resolved once, not per request).

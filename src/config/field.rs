@@ -94,6 +94,28 @@ impl Checker {
         self.get(key, field)
     }
 
+    /// A client's required `name`: safe as a metric label and a log field (letters, digits,
+    /// `-`, `_`, `.`), and not one of the `taken` names.
+    pub(super) fn client_name<'a>(
+        &mut self,
+        key: &str,
+        field: Field<String>,
+        mut taken: impl Iterator<Item = &'a str>,
+    ) -> Option<String> {
+        let name = self.require(key, field)?;
+        let label_safe = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        if !label_safe {
+            self.fail(key, "must be letters, digits, \"-\", \"_\" or \".\"");
+        }
+        if taken.any(|other| other == name) {
+            self.fail(key, format!("{name:?} is used twice"));
+        }
+        Some(name)
+    }
+
     /// A list that may be absent: its well-typed items (each bad one recorded at `key[i]`).
     pub(super) fn list<T>(&mut self, key: &str, field: List<T>) -> Option<Vec<T>> {
         let items = self.get(key, field)?;

@@ -233,22 +233,8 @@ fn compile_client(
     checker: &mut Checker,
 ) -> Option<HostedEmailClient> {
     let field = |name: &str| format!("{key}.{name}");
-    let name = checker.require(&field("name"), raw.name);
-    if let Some(name) = &name {
-        let name_ok = !name.is_empty()
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-        if !name_ok {
-            checker.fail(
-                field("name"),
-                "must be letters, digits, \"-\", \"_\" or \".\"",
-            );
-        }
-        if earlier.iter().any(|other| &other.name == name) {
-            checker.fail(field("name"), format!("{name:?} is used twice"));
-        }
-    }
+    let taken = earlier.iter().map(|other| other.name.as_str());
+    let name = checker.client_name(&field("name"), raw.name, taken);
     let passkey = checker.require(&field("passkey"), raw.passkey);
     if let Some(passkey) = &passkey {
         if passkey.expose().len() < 16 {

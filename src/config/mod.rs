@@ -6,6 +6,7 @@
 //! wrong type and semantic errors are collected and reported together, each naming its key
 //! (`routes[2].upstream`).
 
+pub mod api_keys;
 pub mod converse;
 mod env;
 mod field;
@@ -16,11 +17,14 @@ mod routes;
 pub mod secret;
 mod server;
 
+pub use api_keys::{ApiKeyClient, ApiKeySettings};
 pub use converse::ConverseSettings;
 pub use hosted_email::HostedEmailSettings;
 pub use identity::{ExchangeSettings, ProviderSettings};
 pub use raw::InvalidationMode;
-pub use routes::{CredentialSet, RoutePath, RouteSpec, TargetSpec, UpstreamSpec};
+pub use routes::{
+    CredentialSet, RequestSchemaSpec, RoutePath, RouteSpec, TargetSpec, UpstreamSpec,
+};
 pub use server::{
     AdminSettings, CacheSettings, ClientLimits, LogSettings, RedisServer, RedisSettings,
     SentinelSettings, ServerSettings, StoreSettings, TlsFiles,
@@ -53,6 +57,8 @@ pub struct Settings {
     /// Present when `[hosted_email]` is configured: the hosted email APIs and
     /// `auth = ["hosted_email"]`.
     pub hosted_email: Option<HostedEmailSettings>,
+    /// Present when `[api_keys]` is configured: partners' key pairs for `auth = ["api_key"]`.
+    pub api_keys: Option<ApiKeySettings>,
 }
 
 /// One mistake in the config, with the key it concerns.
@@ -207,6 +213,9 @@ fn compile(raw: raw::RawConfig, base: &Path, checker: &mut Checker) -> Option<Se
     let hosted_email = raw
         .hosted_email
         .map(|hosted| hosted_email::compile_hosted_email(hosted, base, checker));
+    let api_keys = raw
+        .api_keys
+        .map(|keys| api_keys::compile_api_keys(keys, checker));
     let upstream_names: Vec<String> = raw.upstreams.keys().cloned().collect();
     let credential_names: Vec<String> = raw.credentials.keys().cloned().collect();
     let upstreams = routes::compile_upstreams(raw.upstreams, base, checker);
@@ -216,11 +225,13 @@ fn compile(raw: raw::RawConfig, base: &Path, checker: &mut Checker) -> Option<Se
         providers: &identity_providers,
         exchange: exchange.as_ref().map(Option::as_ref),
         hosted_email: hosted_email.is_some(),
+        api_keys: api_keys.as_ref().map(Option::as_ref),
     };
     let context = routes::RouteContext {
         upstream_names: upstream_names.iter().map(String::as_str).collect(),
         credential_names: credential_names.iter().map(String::as_str).collect(),
         default_body_limit: server.as_ref().map_or(1, |server| server.max_body_bytes),
+        base,
         services,
     };
     let routes = routes::compile_routes(raw.routes, &context, checker);
@@ -237,6 +248,7 @@ fn compile(raw: raw::RawConfig, base: &Path, checker: &mut Checker) -> Option<Se
         identity_providers: identity_providers.into_iter().collect::<Option<_>>()?,
         exchange: configured(exchange)?,
         hosted_email: configured(hosted_email)?,
+        api_keys: configured(api_keys)?,
     })
 }
 

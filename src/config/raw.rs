@@ -36,6 +36,7 @@ pub struct RawConfig {
     pub identity_providers: Vec<RawIdentityProvider>,
     pub exchange: Option<RawExchange>,
     pub hosted_email: Option<RawHostedEmail>,
+    pub api_keys: Option<RawApiKeys>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -267,12 +268,16 @@ pub struct RawRoute {
     /// This route's body limit (absent: `server.max_body_bytes`).
     #[serde(default)]
     pub max_body_bytes: Field<u64>,
-    /// `jwt` and `exchange` routes: only credentials of these customers (empty: any).
+    /// `jwt`, `exchange` and `api_key` routes: only credentials of these customers (empty: any).
     #[serde(default = "empty")]
     pub customers: List<String>,
     /// `jwt` and `exchange` routes: only credentials of these provider ids (empty: any).
     #[serde(default = "empty")]
     pub providers: List<i64>,
+    /// A JSON Schema file (draft 2020-12) every request body must satisfy before it goes
+    /// upstream (absent: bodies are forwarded as they come).
+    #[serde(default)]
+    pub request_schema: Field<String>,
 }
 
 /// Where `[converse]` logins are checked.
@@ -467,6 +472,35 @@ pub struct RawHostedEmailClient {
     pub api_versions: List<String>,
 }
 
+#[derive(Debug, Deserialize, Serialize)]
+pub struct RawApiKeys {
+    /// The header a partner sends its key id in.
+    #[serde(default = "defaults::api_key_id_header")]
+    pub id_header: Field<String>,
+    /// The header a partner sends its secret in.
+    #[serde(default = "defaults::api_key_secret_header")]
+    pub secret_header: Field<String>,
+    #[serde(default)]
+    pub clients: Vec<RawApiKeyClient>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+pub struct RawApiKeyClient {
+    /// For logs and the `client` metric label (and the principal's `client` claim).
+    #[serde(default)]
+    pub name: Field<String>,
+    /// The key id the partner sends (not a secret).
+    #[serde(default)]
+    pub id: Field<String>,
+    /// Hex SHA-256 of the partner's secret (`keyway hash-api-key`, `keyway new-api-key`).
+    #[serde(default)]
+    pub secret_sha256: Field<String>,
+    /// The customers this client may act for: routes with `customers` admit it only if it
+    /// names one of them (empty: only routes without `customers`).
+    #[serde(default = "empty")]
+    pub customers: List<String>,
+}
+
 /// Sections whose every key has a default are the same whether written empty or left out.
 macro_rules! default_from_empty_table {
     ($($section:ty),*) => {$(
@@ -549,6 +583,8 @@ pub(super) mod defaults {
         emails_per_client: u32 = 600;
         exchange_prefix: String = "/api/authenticate".to_owned();
         exchange_ttl: u64 = 600;
+        api_key_id_header: String = "asapp-api-id".to_owned();
+        api_key_secret_header: String = "asapp-api-secret".to_owned();
         exchange_claims: Vec<String> = ["sub", "email", "name"].map(str::to_owned).to_vec();
     }
 }
@@ -687,6 +723,8 @@ mod tests {
             check_section::<RawHostedEmail>("[hosted_email]"),
             check_section::<RawUpstream>("[upstreams.NAME]"),
             check_section::<RawRoute>("[[routes]]"),
+            check_section::<RawApiKeys>("[api_keys]"),
+            check_section::<RawApiKeyClient>("[[api_keys.clients]]"),
         ]
         .concat();
         assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));

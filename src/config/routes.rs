@@ -1,20 +1,22 @@
 //! `[upstreams.NAME]`, `[credentials.NAME]` and `[[routes]]`, plus the routes of the configured
 //! built-in APIs: validated into specs that name what they use (the build step resolves them).
 
-use super::ConverseSettings;
 use super::field::{Checker, Field, List};
 use super::identity::{ExchangeSettings, ProviderSettings};
 use super::raw::{RawRoute, RawUpstream};
 use super::secret::Secret;
 use super::server::existing_file;
+use super::{ApiKeySettings, ConverseSettings};
+use crate::http_policy::body_schema::BodySchema;
 use crate::http_policy::template::PathTemplate;
-use crate::http_policy::{RESERVED_HEADERS, normalise_name, validate_prefix};
+use crate::http_policy::{MAX_HELD_BODY_BYTES, RESERVED_HEADERS, normalise_name, validate_prefix};
 use crate::identity::{
     AuthKind, EndpointKind, HOSTED_EMAIL_AUTHENTICATE_PATH, HOSTED_EMAIL_REQUEST_PATH, TenantScope,
 };
 use http::{HeaderName, HeaderValue, Method};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// One `[upstreams.NAME]`: where to connect and how; addresses are resolved when keyway starts.
@@ -66,6 +68,14 @@ impl RoutePath {
     }
 }
 
+/// A route's `request_schema`: the file, and the JSON document read from it (checked to
+/// compile; the build step compiles it for use).
+#[derive(Debug, Clone)]
+pub struct RequestSchemaSpec {
+    pub file: PathBuf,
+    pub document: Arc<serde_json::Value>,
+}
+
 /// One route, validated: a `[[routes]]` entry or a built-in API's route.
 #[derive(Debug, Clone)]
 pub struct RouteSpec {
@@ -88,6 +98,8 @@ pub struct RouteSpec {
     pub tenants: TenantScope,
     /// The path below the prefix is a secret (a token to delete): never logged.
     pub secret_path_tail: bool,
+    /// Every body must satisfy this JSON Schema before it goes upstream.
+    pub request_schema: Option<RequestSchemaSpec>,
 }
 
 /// The configured services routes may use, as far as they validated.
@@ -98,6 +110,7 @@ pub(super) struct Services<'a> {
     pub providers: &'a [Option<ProviderSettings>],
     pub exchange: Option<Option<&'a ExchangeSettings>>,
     pub hosted_email: bool,
+    pub api_keys: Option<Option<&'a ApiKeySettings>>,
 }
 
 impl Services<'_> {
@@ -117,12 +130,28 @@ impl Services<'_> {
             AuthKind::HostedEmail if !self.hosted_email => {
                 Some("authenticator \"hosted_email\" needs a [hosted_email] section")
             }
+            AuthKind::ApiKey if self.api_keys.is_none() => {
+                Some("authenticator \"api_key\" needs an [api_keys] section")
+            }
             _ => None,
         }
     }
 
     fn provider_settings(&self) -> impl Iterator<Item = &ProviderSettings> {
         self.providers.iter().flatten()
+    }
+
+    /// Whether an identity provider or an API-key client serves `customer`.
+    fn knows_customer(&self, customer: &str) -> bool {
+        let clients = self
+            .api_keys
+            .flatten()
+            .map_or(&[][..], |keys| &keys.clients);
+        self.provider_settings()
+            .any(|provider| provider.customer_id == customer)
+            || clients
+                .iter()
+                .any(|client| client.customers.iter().any(|known| known == customer))
     }
 }
 
@@ -131,6 +160,8 @@ pub(super) struct RouteContext<'a> {
     pub upstream_names: Vec<&'a str>,
     pub credential_names: Vec<&'a str>,
     pub default_body_limit: u64,
+    /// The config file's directory: relative file names start here.
+    pub base: &'a Path,
     pub services: Services<'a>,
 }
 
@@ -252,7 +283,7 @@ pub(super) fn compile_credentials(
 }
 
 /// A header name keyway may strip or set: valid, and not one it must own itself.
-fn header_name(name: &str) -> Result<HeaderName, String> {
+pub(super) fn header_name(name: &str) -> Result<HeaderName, String> {
     let parsed = HeaderName::from_bytes(name.as_bytes())
         .map_err(|_| format!("{name:?} is not a valid header name"))?;
     if RESERVED_HEADERS.contains(&normalise_name(name).as_str()) {
@@ -447,10 +478,15 @@ fn compile_route(
             })
             .collect()
     });
-    let max_body_bytes = checker.get(&field("max_body_bytes"), raw.max_body_bytes);
-    if max_body_bytes == Some(0) {
-        checker.fail(field("max_body_bytes"), "must be at least 1");
-    }
+    let request_schema =
+        compile_request_schema(key, name.as_deref(), raw.request_schema, context, checker);
+    let max_body_bytes = compile_body_limit(
+        &field("max_body_bytes"),
+        raw.max_body_bytes,
+        matches!(request_schema, Some(Some(_))),
+        context.default_body_limit,
+        checker,
+    );
     // An unknown set was reported above; the route is not valid without it.
     credentials_known.then_some(())?;
     Some(RouteSpec {
@@ -463,10 +499,69 @@ fn compile_route(
         credentials,
         identity_headers: identity_headers?,
         strip_request_headers: strip?,
-        max_body_bytes: max_body_bytes.unwrap_or(context.default_body_limit),
+        max_body_bytes: max_body_bytes?,
         tenants: tenants?,
         secret_path_tail: false,
+        request_schema: request_schema?,
     })
+}
+
+/// `max_body_bytes`, or the server's default. A route that validates bodies holds each one
+/// before forwarding it, in Pingora's retry buffer: at most [`MAX_HELD_BODY_BYTES`].
+fn compile_body_limit(
+    key: &str,
+    raw: Field<u64>,
+    holds_body: bool,
+    default: u64,
+    checker: &mut Checker,
+) -> Option<u64> {
+    let written = matches!(raw, Field::Valid(_));
+    let limit = checker.get(key, raw).unwrap_or(default);
+    if limit == 0 {
+        checker.fail(key, "must be at least 1");
+    }
+    if !holds_body {
+        return Some(limit);
+    }
+    if written && limit > MAX_HELD_BODY_BYTES {
+        checker.fail(
+            key,
+            format!("a route with request_schema holds each body before forwarding it: at most {MAX_HELD_BODY_BYTES}"),
+        );
+    }
+    Some(limit.min(MAX_HELD_BODY_BYTES))
+}
+
+/// `request_schema`: a JSON file that compiles as a draft 2020-12 schema. `Some(None)`: none.
+fn compile_request_schema(
+    key: &str,
+    route: Option<&str>,
+    raw: Field<String>,
+    context: &RouteContext,
+    checker: &mut Checker,
+) -> Option<Option<RequestSchemaSpec>> {
+    let key = format!("{key}.request_schema");
+    let Some(file) = checker.get(&key, raw) else {
+        return Some(None);
+    };
+    let route = route.unwrap_or("?");
+    let path = context.base.join(&file);
+    let document = std::fs::read(&path)
+        .map_err(|error| format!("route {route:?}: cannot read {file:?}: {error}"))
+        .and_then(|bytes| {
+            serde_json::from_slice::<serde_json::Value>(&bytes)
+                .map_err(|error| format!("route {route:?}: {file:?} is not JSON: {error}"))
+        })
+        .and_then(|document| {
+            BodySchema::compile(&document)
+                .map(|_| document)
+                .map_err(|why| format!("route {route:?}: {file:?} is {why}"))
+        });
+    let document = checker.check(key, document)?;
+    Some(Some(RequestSchemaSpec {
+        file: path,
+        document: Arc::new(document),
+    }))
 }
 
 /// A built-in API's `api_prefix`: a literal path, kept without its trailing slash.
@@ -555,22 +650,30 @@ fn compile_tenant_scope(
 ) -> Option<TenantScope> {
     let customers = checker.list(&format!("{key}.customers"), customers)?;
     let providers = checker.list(&format!("{key}.providers"), providers)?;
-    let scoped = auth.is_none_or(|kinds| kinds.iter().any(|kind| kind.has_tenant()));
-    if (!customers.is_empty() || !providers.is_empty()) && !scoped {
+    let kinds = auth.unwrap_or(&[]);
+    let scoped = auth.is_none() || kinds.iter().any(|kind| kind.has_customers());
+    if !customers.is_empty() && !scoped {
         checker.fail(
             format!("{key}.customers"),
-            "customers and providers restrict \"jwt\" and \"exchange\" routes only",
+            "customers restrict \"jwt\", \"exchange\" and \"api_key\" routes only",
         );
     }
-    let configured = || context.services.provider_settings();
+    let tenanted = auth.is_none() || kinds.iter().any(|kind| kind.has_tenant());
+    if !providers.is_empty() && !tenanted {
+        checker.fail(
+            format!("{key}.providers"),
+            "providers restrict \"jwt\" and \"exchange\" routes only",
+        );
+    }
     for (index, customer) in customers.iter().enumerate() {
-        if !configured().any(|provider| &provider.customer_id == customer) {
+        if !context.services.knows_customer(customer) {
             checker.fail(
                 format!("{key}.customers[{index}]"),
-                format!("no identity provider for customer {customer:?}"),
+                format!("no identity provider or API-key client for customer {customer:?}"),
             );
         }
     }
+    let configured = || context.services.provider_settings();
     for (index, id) in providers.iter().enumerate() {
         if !configured().any(|provider| provider.provider_id == *id) {
             checker.fail(
@@ -715,6 +818,7 @@ fn builtin(
         max_body_bytes,
         tenants: TenantScope::default(),
         secret_path_tail: false,
+        request_schema: None,
     }
 }
 

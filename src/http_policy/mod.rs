@@ -9,10 +9,16 @@
 //! unreserved characters (`%2e`, `%61`, …). What remains decodes to the same segments it was
 //! matched on, so a prefix route can be neither reached nor escaped by encoding tricks.
 
+pub mod body_schema;
 pub mod forwarded;
 pub mod params;
 pub mod strict_json;
 pub mod template;
+
+/// The largest body keyway reads before forwarding it (to check it against a schema or to
+/// read credential parameters): Pingora replays such a body from its retry buffer, which
+/// holds this much.
+pub const MAX_HELD_BODY_BYTES: u64 = 64 * 1024;
 
 /// Headers keyway must be able to set itself; a config may not claim them.
 pub const RESERVED_HEADERS: [&str; 6] = [

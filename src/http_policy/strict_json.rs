@@ -67,10 +67,17 @@ impl<'de> Visitor<'de> for StrictVisitor {
 
 /// Parses a JSON object, refusing duplicate keys anywhere in it.
 pub fn parse_object(bytes: &[u8]) -> Option<Map<String, Value>> {
-    match serde_json::from_slice::<Strict>(bytes).ok()?.0 {
+    match parse(bytes)? {
         Value::Object(object) => Some(object),
         _ => None,
     }
+}
+
+/// One JSON document of any kind, refused if any object in it repeats a key.
+pub fn parse(bytes: &[u8]) -> Option<Value> {
+    serde_json::from_slice::<Strict>(bytes)
+        .ok()
+        .map(|strict| strict.0)
 }
 
 #[cfg(test)]

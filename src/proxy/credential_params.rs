@@ -3,21 +3,16 @@
 //! authenticators, and removed from what goes upstream, under the one parameter rule of
 //! `http_policy::params` (so whatever is read is also what is removed).
 //!
-//! A JSON or form body is read before authentication with Pingora's retry buffering on, so
-//! Pingora still forwards it; its size is capped by that buffer (64 KiB).
+//! A JSON or form body is read before authentication (`held_body`), so its size is capped by
+//! Pingora's retry buffer (64 KiB).
 
 use super::ctx::RequestCtx;
-use crate::error::GatewayError;
 use crate::http_policy::params::{self, is_named};
 use crate::http_policy::{is_form_urlencoded, strict_json};
 use bytes::Bytes;
 use http::{Uri, header};
 use pingora::http::RequestHeader;
-use pingora::proxy::Session;
 use serde_json::{Map, Value};
-
-/// Pingora's retry buffer: the largest body that can be read first and still forwarded.
-const MAX_CREDENTIAL_BODY: u64 = 64 * 1024;
 
 /// A body read for its credential parameters.
 pub(super) struct CredentialBody {
@@ -50,37 +45,25 @@ pub(super) struct ForwardRewrite {
     body: Option<Bytes>,
 }
 
-/// The JSON or form body of a request on a route whose credentials may be parameters. It is
-/// read even when the query carries them, so that a copy in the body is removed too.
-pub(super) async fn read_body(
-    session: &mut Session,
-    limit: u64,
-) -> Result<Option<CredentialBody>, GatewayError> {
-    if session.is_body_empty() {
-        return Ok(None);
-    }
-    let form = is_form_urlencoded(&session.req_header().headers);
-    let limit = limit.min(MAX_CREDENTIAL_BODY);
-    session.as_mut().enable_retry_buffering();
-    let raw = super::endpoint::read_body(session, limit).await?;
-    if form {
-        let parameters = params::pairs(&raw);
-        return Ok(Some(CredentialBody {
-            parameters,
-            raw,
+/// The credential parameters of a JSON or form body read by `held_body::hold` (on a route
+/// whose credentials may be parameters, even when the query carries them, so that a copy in
+/// the body is removed too). `None`: neither form nor a JSON object.
+pub(super) fn parse_body(headers: &http::HeaderMap, raw: &Bytes) -> Option<CredentialBody> {
+    if is_form_urlencoded(headers) {
+        return Some(CredentialBody {
+            parameters: params::pairs(raw),
+            raw: raw.clone(),
             json: None,
-        }));
+        });
     }
-    Ok(
-        strict_json::parse_object(&raw).map(|object| CredentialBody {
-            parameters: object
-                .iter()
-                .filter_map(|(name, value)| Some((name.clone(), value.as_str()?.to_owned())))
-                .collect(),
-            raw,
-            json: Some(object),
-        }),
-    )
+    strict_json::parse_object(raw).map(|object| CredentialBody {
+        parameters: object
+            .iter()
+            .filter_map(|(name, value)| Some((name.clone(), value.as_str()?.to_owned())))
+            .collect(),
+        raw: raw.clone(),
+        json: Some(object),
+    })
 }
 
 /// The request without the parameters named in `secrets`, in its query and its body.

@@ -6,6 +6,7 @@ mod credential_params;
 mod ctx;
 mod endpoint;
 mod failure;
+mod held_body;
 mod request;
 mod respond;
 mod upstream_errors;

@@ -1,7 +1,8 @@
-//! `request_filter`: target check, route match, declared body size, authentication.
+//! `request_filter`: target check, route match, declared body size, authentication, and the
+//! body's schema where the route has one.
 
-use super::credential_params;
 use super::ctx::RequestCtx;
+use super::{credential_params, held_body};
 use crate::auth::AuthRequest;
 use crate::error::GatewayError;
 use crate::headers::Forwarding;
@@ -23,12 +24,16 @@ pub(super) async fn admit(session: &mut Session, ctx: &mut RequestCtx) -> Result
     ctx.route = Some(route.clone());
     check_declared_length(session.req_header(), route.max_body_bytes)?;
     let secrets = &route.secret_parameters;
-    let body = if secrets.is_empty() {
-        None
+    let held = if route.holds_body() {
+        held_body::hold(session, route.max_body_bytes).await?
     } else {
-        credential_params::read_body(session, route.max_body_bytes).await?
+        None
     };
     let request = session.req_header();
+    let body = match &held {
+        Some(raw) if !secrets.is_empty() => credential_params::parse_body(&request.headers, raw),
+        _ => None,
+    };
     let body_parameters = body.as_ref().map_or(&[][..], |body| &body.parameters);
     let auth_request = AuthRequest {
         headers: &request.headers,
@@ -36,6 +41,7 @@ pub(super) async fn admit(session: &mut Session, ctx: &mut RequestCtx) -> Result
         parameters: Parameters::new(request.uri.query(), body_parameters),
     };
     let principal = route.auth.authenticate(&auth_request).await?;
+    held_body::check_schema(&route, session, held.as_ref(), ctx)?;
     ctx.principal = Some(principal);
     if !secrets.is_empty() {
         ctx.rewrite = credential_params::without_secrets(request, body.as_ref(), secrets);

@@ -60,10 +60,87 @@ read_timeout = 5
 
 #[test]
 fn shipped_config_passes() {
-    let shipped = std::fs::read_to_string(repository_file("config.toml")).unwrap();
-    let (ok, stdout, stderr) = check(&shipped, &crate::support::SHIPPED_ENV);
-    assert!(ok, "shipped config.toml failed:\n{stderr}");
-    assert!(stdout.contains("OK"), "{stdout}");
+    // The file itself, where it is: its demo keys and schema are found beside it.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_keyway"))
+        .arg("--config")
+        .arg(repository_file("config.toml"))
+        .arg("check-config")
+        .envs(crate::support::SHIPPED_ENV)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "shipped config.toml failed:\n{stderr}"
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("OK"));
+}
+
+#[test]
+fn request_schemas_and_api_keys_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad_schema = dir.path().join("bad.json");
+    std::fs::write(&bad_schema, r#"{"type": "no-such-type"}"#).unwrap();
+    let not_json = dir.path().join("not.json");
+    std::fs::write(&not_json, "{").unwrap();
+    let good = repository_file("schemas/asapp-authenticate.json");
+    let config = format!(
+        r#"
+[server]
+listen = ["127.0.0.1:8080"]
+[admin]
+listen = "127.0.0.1:9090"
+[api_keys]
+id_header = "x-key"
+secret_header = "X-Key"
+[[api_keys.clients]]
+name = "two words"
+id = "ak_1"
+secret_sha256 = "+f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+[upstreams.chat]
+addresses = ["127.0.0.1:9000"]
+[[routes]]
+name = "bad-schema"
+path = "/a/{{id}}"
+upstream = "chat"
+auth = ["api_key"]
+request_schema = "{bad}"
+[[routes]]
+name = "not-json"
+path = "/b"
+upstream = "chat"
+auth = ["api_key"]
+request_schema = "{not_json}"
+[[routes]]
+name = "too-big"
+path = "/c"
+upstream = "chat"
+auth = ["api_key"]
+request_schema = "{good}"
+max_body_bytes = 1048576
+customers = ["nobody"]
+"#,
+        bad = bad_schema.display(),
+        not_json = not_json.display(),
+        good = good.display(),
+    );
+    let (ok, _, stderr) = check(&config, &[]);
+    assert!(!ok);
+    for expected in [
+        r#"routes[0].request_schema: route "bad-schema": "#,
+        "is not a valid draft 2020-12 JSON Schema",
+        r#"routes[1].request_schema: route "not-json": "#,
+        "routes[2].max_body_bytes: a route with request_schema holds each body before forwarding it: at most 65536",
+        r#"routes[2].customers[0]: no identity provider or API-key client for customer "nobody""#,
+        "api_keys.secret_header: must differ from api_keys.id_header",
+        "api_keys.clients[0].name: must be letters, digits",
+        "api_keys.clients[0].secret_sha256: must be 64 hex digits",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "missing {expected:?} in:\n{stderr}"
+        );
+    }
 }
 
 #[test]

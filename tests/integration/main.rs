@@ -6,6 +6,7 @@
 #[macro_use]
 mod support;
 
+mod asapp;
 mod check_config;
 mod converse;
 mod deploy;
