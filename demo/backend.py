@@ -3,6 +3,7 @@
 
 It shows what keyway forwards: the path, the injected credential headers, X-Request-Id.
 Paths containing /fail/ answer 500 with a plain-text body, to show keyway's error envelope.
+A POST to .../authenticate answers 204 with no body, as ASAPP's authenticate operation does.
 """
 import json
 import sys
@@ -15,6 +16,10 @@ class Echo(BaseHTTPRequestHandler):
     def _answer(self):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length).decode("utf-8", "replace") if length else ""
+        if self.command == "POST" and self.path.split("?")[0].endswith("/authenticate"):
+            self.send_response(204)
+            self.end_headers()
+            return
         if "/fail/" in self.path:
             status, payload, kind = 500, b"backend failure", "text/plain"
         else:

@@ -19,6 +19,7 @@ mod hosted_email;
 mod jwt;
 mod observability;
 mod path_tricks;
+mod readme;
 mod reload;
 mod shutdown;
 mod tls;

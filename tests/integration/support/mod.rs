@@ -109,14 +109,18 @@ pub const SHIPPED_ENV: [(&str, &str); 4] = [
     ("HOSTED_EMAIL_PASSKEY", "demo-reviews-passkey-0001"),
 ];
 
-/// The shipped `config.toml` on port 0 with `backend` as its demo upstream; its relative
-/// paths (store, outbox) resolve in the keyway process's own directory.
+/// The shipped `config.toml` on port 0 with `backend` as its demo upstream; the files it ships
+/// with (`demo/`, `schemas/`) are the repository's, and its other relative paths (store,
+/// outbox) resolve in the keyway process's own directory.
 pub fn shipped_config(backend: SocketAddr) -> String {
+    let shipped = |dir: &str| keyway::repository_file(dir).display().to_string();
     std::fs::read_to_string(keyway::repository_file("config.toml"))
         .unwrap()
         .replace("127.0.0.1:8080", "127.0.0.1:0")
         .replace("127.0.0.1:9090", "127.0.0.1:0")
         .replace("127.0.0.1:9000", &backend.to_string())
+        .replace("= \"demo/", &format!("= \"{}/", shipped("demo")))
+        .replace("= \"schemas/", &format!("= \"{}/", shipped("schemas")))
 }
 
 /// Two POSTs to `url` released at the same moment; their statuses, sorted.
