@@ -45,7 +45,8 @@ def use_profile(profile):
     global KEYWAY, EXAMPLES
     directory = os.path.join(ROOT, "target", profile)
     KEYWAY, EXAMPLES = os.path.join(directory, "keyway"), os.path.join(directory, "examples")
-    if not os.path.exists(KEYWAY) or not os.path.exists(os.path.join(EXAMPLES, "bare_pingora")):
+    needed = [KEYWAY, *(os.path.join(EXAMPLES, example) for example in ("bare_pingora", "cache_rss", "open_loop"))]
+    if not all(os.path.exists(path) for path in needed):
         flags = ["--release"] if profile == "release" else []
         subprocess.run(["cargo", "build", *flags, "--bins", "--examples"], cwd=ROOT, check=True)
 PROXY_CPU, LOAD_CPU = "0", "1"
@@ -437,6 +438,12 @@ def lua_script(directory, tokens, header, prefix):
     return script
 
 
+def run_open_loop(url, rate, seconds, connections, headers):
+    """examples/open_loop.rs on the load CPU: requests due at a fixed rate, latency from when each was due."""
+    argv = ["taskset", "-c", LOAD_CPU, os.path.join(EXAMPLES, "open_loop"), url, str(rate), str(seconds), str(connections), *headers]
+    return json.loads(subprocess.run(argv, capture_output=True, text=True, check=True).stdout)
+
+
 def parse_latency(text, percentile):
     for line in text.splitlines():
         parts = line.split()
@@ -481,11 +488,15 @@ def main():
     parser.add_argument("--new-tokens", type=int, default=100_000, help="distinct RS256 tokens for case 7")
     parser.add_argument("--access-log", choices=["on", "off"], default="on", help="keyway's access log")
     parser.add_argument("--cached-tokens", type=int, default=1_000_000, help="tokens held for the RSS measurement (0: skip)")
+    parser.add_argument("--latency-shares", type=lambda text: [float(share) for share in text.split(",") if share], default=None,
+                        help="open-loop latency runs at these shares of nginx's maximum rate (default 0.25,0.5; 0.01 with --smoke; empty: none)")
     parser.add_argument("--cases", default=",".join(case for case, _ in CASES), help="comma-separated subset, e.g. 2,4,5")
     parser.add_argument("--baseline", help="another keyway binary (e.g. before a change): cases 4, 5 and 6 also run on it, as 4b, 5b, 6b")
     args = parser.parse_args()
     if args.smoke:
         args.seconds, args.repetitions, args.new_tokens, args.cached_tokens = 1, 1, 500, 10_000
+    if args.latency_shares is None:
+        args.latency_shares = [0.01] if args.smoke else [0.25, 0.5]
     if args.profile == "debug" and not args.smoke:
         sys.exit("--profile debug is for --smoke runs: its figures would not be keyway's")
     ensure_tools()
@@ -494,14 +505,23 @@ def main():
     work = tempfile.mkdtemp(prefix="keyway-bench-")
     started = []
     try:
-        results = measure(args, work, started)
+        results, latency = measure(args, work, started)
         memory = cache_rss(args.cached_tokens) if args.cached_tokens else None
     finally:
         for process in started:
             process.stop()
         shutil.rmtree(work, ignore_errors=True)
-    write_results(args, results, memory)
+    write_results(args, results, memory, latency)
     check_answers(results)
+    check_latency_answers(latency)
+
+
+def check_latency_answers(latency):
+    """Every open-loop request must have been answered 2xx, or its latency means nothing."""
+    wrong = [f"{case}@{share}" for case, shares in latency.items() for share, result in shares.items()
+             if result["non_2xx"] or result["failed"] or result["answered"] != result["due"]]
+    if wrong:
+        sys.exit(f"open-loop runs with failed, unanswered or non-2xx requests: {wrong}")
 
 
 def check_answers(summary):
@@ -596,7 +616,27 @@ def measure(args, work, started):
             result = cases[case]()
             runs[case].append(result)
             print(f"rep {repetition + 1} case {case} {name}: {result['rps']:.0f} rps, non-2xx {result['non_2xx']}", flush=True)
-    return summarise(runs, args)
+    # Open loop at fixed shares of nginx's measured maximum, the same rates for every case.
+    open_loop_targets = {
+        "2": (f"http://127.0.0.1:{nginx_port}/", []),
+        "3": (f"http://127.0.0.1:{haproxy_port}/", [bearer(repeated)]),
+        "E": (f"http://127.0.0.1:{envoy_port}/open/x", []),
+        "Ec": (f"http://127.0.0.1:{envoy_cached_port}/jwt/x", [bearer(repeated)]),
+        "4": (f"http://127.0.0.1:{keyway_port}/open/x", []),
+        "5": (f"http://127.0.0.1:{keyway_port}/converse/x", [f"X-CONVERSE-TOKEN: {converse}"]),
+        "6": (f"http://127.0.0.1:{keyway_port}/jwt/x", [bearer(repeated)]),
+    }
+    latency = {}
+    if "2" in runs and args.latency_shares:
+        nginx_max = statistics.median(run["rps"] for run in runs["2"])
+        for share in args.latency_shares:
+            rate = max(1, int(nginx_max * share))
+            for case, (url, headers) in open_loop_targets.items():
+                if case in runs:
+                    result = run_open_loop(url, rate, args.seconds, args.connections, headers)
+                    latency.setdefault(case, {})[f"{share:.0%}"] = result
+                    print(f"open loop {share:.0%} of nginx ({rate} rps) case {case}: p50 {result['p50_us']} us, p99 {result['p99_us']} us, p99.9 {result['p999_us']} us", flush=True)
+    return summarise(runs, args), latency
 
 
 def all_cases(args):
@@ -625,10 +665,10 @@ def summarise(runs, args):
     return summary
 
 
-def write_results(args, summary, memory):
+def write_results(args, summary, memory, latency):
     machine = {"cpus": os.cpu_count(), "platform": platform.platform(), "processor": platform.processor() or platform.machine()}
     document = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine, "smoke": args.smoke, "access_log": args.access_log, "baseline": args.baseline,
-                "seconds": args.seconds, "repetitions": args.repetitions, "connections": args.connections, "cases": summary, "memory": memory}
+                "seconds": args.seconds, "repetitions": args.repetitions, "connections": args.connections, "cases": summary, "memory": memory, "open_loop_latency": latency}
     with open(os.path.join(args.out, "results.json"), "w") as out:
         json.dump(document, out, indent=2)
     with open(os.path.join(args.out, "results.svg"), "w") as out:
@@ -638,6 +678,11 @@ def write_results(args, summary, memory):
         cpu = f"{result['cpu_us_per_request']:.1f}" if result["cpu_us_per_request"] is not None else "-"
         ratio = lambda value: f"{value:.2f}" if value is not None else "-"
         print(f"{case + ' ' + result['name']:<42}{result['rps']:>10.0f}{ratio(result['vs_nginx']):>9}{ratio(result['vs_keyway_passthrough']):>8}{cpu:>11}{result['p50_ms'] or 0:>8.2f}{result['p99_ms'] or 0:>8.2f}")
+    if latency:
+        print(f"{'open loop, latency in us':<42}" + "".join(f"{share + ' ' + p:>12}" for share in next(iter(latency.values())) for p in ("p50", "p99", "p99.9")))
+        for case, shares in latency.items():
+            cells = "".join(f"{result[key]:>12}" for result in shares.values() for key in ("p50_us", "p99_us", "p999_us"))
+            print(f"{case + ' ' + summary[case]['name']:<42}{cells}")
     if memory:
         print(f"RSS per cached JWT, {memory['cached_tokens']:,} cached: {memory['rss_bytes_per_cached_token']:.0f} bytes")
     print(f"results: {args.out}/results.json, results.svg")
