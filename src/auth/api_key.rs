@@ -1,12 +1,11 @@
 //! `auth = ["api_key"]`: a partner's id and secret in the two `[api_keys]` headers. Both
 //! headers are removed on every route: a partner's secret never reaches a backend.
 
-use super::{AuthOutcome, AuthRequest, Authenticator, Carriers};
+use super::{AuthOutcome, AuthRequest, Authenticator, Carriers, Presented, presented};
 use crate::api_keys::ApiKeyRegistry;
-use crate::http_policy::{normalise_name, same_header};
+use crate::http_policy::normalise_name;
 use crate::identity::{AuthDenial, AuthKind};
 use async_trait::async_trait;
-use http::HeaderMap;
 use std::sync::Arc;
 use tracing::debug;
 
@@ -25,25 +24,6 @@ impl ApiKeyAuthenticator {
             id_header: normalise_name(id_header),
             secret_header: normalise_name(secret_header),
         }
-    }
-}
-
-/// How often a header was sent (in any spelling), and its value when exactly once.
-enum Presented<'a> {
-    Absent,
-    Once(&'a str),
-    Repeated,
-}
-
-fn presented<'a>(headers: &'a HeaderMap, name: &str) -> Presented<'a> {
-    let mut values = headers
-        .iter()
-        .filter(|(header, _)| same_header(header.as_str(), name))
-        .map(|(_, value)| value.to_str().unwrap_or(""));
-    match (values.next(), values.next()) {
-        (None, _) => Presented::Absent,
-        (Some(value), None) => Presented::Once(value),
-        (Some(_), Some(_)) => Presented::Repeated,
     }
 }
 

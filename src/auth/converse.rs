@@ -1,8 +1,8 @@
 //! `auth = ["converse"]`: the token in `X-CONVERSE-TOKEN` (name from `[converse] header`).
 
-use super::{AuthOutcome, AuthRequest, Authenticator, Carriers};
+use super::{AuthOutcome, AuthRequest, Authenticator, Carriers, Presented, presented};
 use crate::converse::ConverseService;
-use crate::http_policy::{normalise_name, same_header};
+use crate::http_policy::normalise_name;
 use crate::identity::{AuthDenial, AuthKind};
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -36,18 +36,12 @@ impl Authenticator for ConverseAuthenticator {
     }
 
     async fn authenticate(&self, request: &AuthRequest<'_>) -> AuthOutcome {
-        let mut presented = request
-            .headers
-            .iter()
-            .filter(|(name, _)| same_header(name.as_str(), &self.header))
-            .map(|(_, value)| value.to_str().unwrap_or(""));
-        let Some(token) = presented.next() else {
-            return AuthOutcome::NotPresent;
+        let token = match presented(request.headers, &self.header) {
+            Presented::Absent => return AuthOutcome::NotPresent,
+            Presented::Once(token) => token,
+            // Two copies of the token header: one request, one identity.
+            Presented::Repeated => return AuthOutcome::Deny(AuthDenial::Invalid),
         };
-        // Two copies of the token header: one request, one identity.
-        if presented.next().is_some() {
-            return AuthOutcome::Deny(AuthDenial::Invalid);
-        }
         match self.service.authenticate(token).await {
             Ok(Some(principal)) => AuthOutcome::Allow(principal),
             Ok(None) => AuthOutcome::Deny(AuthDenial::Invalid),

@@ -15,6 +15,7 @@ use crate::converse::ConverseService;
 use crate::exchange::ExchangeService;
 use crate::hosted_email::HostedEmailService;
 use crate::http_policy::params::Parameters;
+use crate::http_policy::same_header;
 use crate::identity::{AuthDenial, AuthKind, Principal, TenantScope};
 use crate::jwt::verifier::JwtVerifier;
 use crate::metrics::{AuthSeries, Metrics, Verdict};
@@ -131,6 +132,27 @@ pub fn api_key(
         id_header,
         secret_header,
     ))
+}
+
+/// How often a credential header was sent (in any spelling: `_` variants are copies), and its
+/// value when exactly once.
+enum Presented<'a> {
+    Absent,
+    Once(&'a str),
+    Repeated,
+}
+
+/// `name` is a normalised header name (`http_policy::normalise_name`).
+fn presented<'a>(headers: &'a HeaderMap, name: &str) -> Presented<'a> {
+    let mut values = headers
+        .iter()
+        .filter(|(header, _)| same_header(header.as_str(), name))
+        .map(|(_, value)| value.to_str().unwrap_or(""));
+    match (values.next(), values.next()) {
+        (None, _) => Presented::Absent,
+        (Some(value), None) => Presented::Once(value),
+        (Some(_), Some(_)) => Presented::Repeated,
+    }
 }
 
 /// An authenticator with its metric series (resolved once, not per request).

@@ -650,15 +650,17 @@ fn compile_tenant_scope(
 ) -> Option<TenantScope> {
     let customers = checker.list(&format!("{key}.customers"), customers)?;
     let providers = checker.list(&format!("{key}.providers"), providers)?;
-    let kinds = auth.unwrap_or(&[]);
-    let scoped = auth.is_none() || kinds.iter().any(|kind| kind.has_customers());
+    let any_kind = |wanted: fn(AuthKind) -> bool| {
+        auth.is_none_or(|kinds| kinds.iter().any(|kind| wanted(*kind)))
+    };
+    let scoped = any_kind(AuthKind::has_customers);
     if !customers.is_empty() && !scoped {
         checker.fail(
             format!("{key}.customers"),
             "customers restrict \"jwt\", \"exchange\" and \"api_key\" routes only",
         );
     }
-    let tenanted = auth.is_none() || kinds.iter().any(|kind| kind.has_tenant());
+    let tenanted = any_kind(AuthKind::has_tenant);
     if !providers.is_empty() && !tenanted {
         checker.fail(
             format!("{key}.providers"),
