@@ -159,7 +159,7 @@ async fn read_head(stream: &mut Stream, idle: Duration, limits: &ClientLimits) -
     let mut scanned = 0;
     loop {
         if let Some(end) = head_end(&head, scanned) {
-            let lines = head[..end].iter().filter(|&&b| b == b'\n').count();
+            let lines = memchr::memchr_iter(b'\n', &head[..end]).count();
             // The request line and the blank line are not headers.
             let too_many = lines.saturating_sub(2) > limits.max_headers;
             return if too_many || end > limits.max_header_bytes {
@@ -183,22 +183,18 @@ async fn read_head(stream: &mut Stream, idle: Duration, limits: &ClientLimits) -
 }
 
 /// Where the head ends (after its blank line), searching from `scanned` (less the three bytes
-/// a terminator could straddle). A bare `\n\n` ends a head too, as HTTP parsers accept it.
+/// a terminator could straddle): the first line feed followed by an empty line, `\r\n` or a
+/// bare `\n`, as HTTP parsers accept both. Every request's head passes through here, and a
+/// bearer token makes it long: the search jumps from line feed to line feed (`memchr`).
 fn head_end(bytes: &[u8], scanned: usize) -> Option<usize> {
     let from = scanned.saturating_sub(3);
-    let window = &bytes[from..];
-    let crlf = window
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|at| at + 4);
-    let lf = window
-        .windows(2)
-        .position(|w| w == b"\n\n")
-        .map(|at| at + 2);
-    match (crlf, lf) {
-        (Some(a), Some(b)) => Some(from + a.min(b)),
-        (found, None) | (None, found) => found.map(|at| from + at),
-    }
+    memchr::memchr_iter(b'\n', &bytes[from..])
+        .map(|at| from + at + 1)
+        .find_map(|line_start| match &bytes[line_start..] {
+            [b'\n', ..] => Some(line_start + 1),
+            [b'\r', b'\n', ..] => Some(line_start + 2),
+            _ => None,
+        })
 }
 
 /// Writes the envelope for `error` and closes, giving up after [`ANSWER_TIMEOUT`].
@@ -228,5 +224,11 @@ mod tests {
         );
         assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: a\r\n", 0), None);
         assert_eq!(head_end(b"GET / HTTP/1.1\nHost: a\n\n", 0), Some(24));
+        assert_eq!(
+            head_end(b"GET / HTTP/1.1\nHost: a\n\r\n", 0),
+            Some(25),
+            "a bare line feed, then an empty CRLF line"
+        );
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: a\r\n\r", 0), None);
     }
 }
