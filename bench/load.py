@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 import uuid
 
@@ -56,7 +57,8 @@ PASSWORD = "bench-password-1"
 CASES = [
     ("1", "direct to backend"),
     ("2", "nginx proxy"),
-    ("3", "HAProxy jwt_verify RS256"),
+    ("3", "HAProxy jwt_verify RS256 (repeated token)"),
+    ("3n", "HAProxy jwt_verify RS256, new token per request"),
     ("E", "Envoy proxy"),
     ("Ec", "Envoy jwt_authn RS256, token cache (repeated token)"),
     ("Eu", "Envoy jwt_authn RS256, no cache (new token per request)"),
@@ -516,6 +518,23 @@ def main():
     check_latency_answers(latency)
 
 
+def check_refuses_forgery(token, urls):
+    """Each JWT-verifying proxy must admit `token` and refuse it with a forged signature (and
+    without any token): a misconfigured verifier that admitted everything would look fast."""
+    header, payload, signature = token.split(".")
+    forged = f"{header}.{payload}.{signature[:-8]}{'A' * 8 if not signature.endswith('A' * 8) else 'B' * 8}"
+    for case, url in urls.items():
+        answers = []
+        for sent in (token, forged, None):
+            request = urllib.request.Request(url, headers={"Authorization": f"Bearer {sent}"} if sent else {})
+            try:
+                answers.append(urllib.request.urlopen(request, timeout=5).status)
+            except urllib.error.HTTPError as error:
+                answers.append(error.code)
+        if answers[0] != 200 or any(status < 400 for status in answers[1:]):
+            sys.exit(f"case {case}: a valid token got {answers[0]}, a forged one {answers[1]}, none {answers[2]}")
+
+
 def check_latency_answers(latency):
     """Every open-loop request must have been answered 2xx, or its latency means nothing."""
     wrong = [f"{case}@{share}" for case, shares in latency.items() for share, result in shares.items()
@@ -591,18 +610,26 @@ def measure(args, work, started):
     redis_converse = converse_tokens(redis_cached_port, 1)[0]
     redis_miss_tokens = converse_tokens(redis_miss_port, 20 if args.smoke else 200)
     bad_tokens = [str(uuid.uuid4()) for _ in range(1000)]
+    # Cases 3n, Eu and 7 send the same cycle of new tokens, so the load generator does the same
+    # work for each.
+    new_token_script = lua_script(work, new_tokens[1:], "Authorization", "Bearer ")
+    check_refuses_forgery(repeated, {
+        "3": f"http://127.0.0.1:{haproxy_port}/", "Ec": f"http://127.0.0.1:{envoy_cached_port}/jwt/x",
+        "Eu": f"http://127.0.0.1:{envoy_uncached_port}/jwt/x", "6": f"http://127.0.0.1:{keyway_port}/jwt/x",
+        "7": f"http://127.0.0.1:{fresh_port}/jwt/x"})
     cases = {
         "1": lambda: run_wrk(f"http://127.0.0.1:{backend_port}/", args.seconds, args.connections, None),
         "2": lambda: run_wrk(f"http://127.0.0.1:{nginx_port}/", args.seconds, args.connections, nginx),
         "3": lambda: run_wrk(f"http://127.0.0.1:{haproxy_port}/", args.seconds, args.connections, haproxy, [bearer(repeated)]),
         "E": lambda: run_wrk(f"http://127.0.0.1:{envoy_port}/open/x", args.seconds, args.connections, envoy),
         "Ec": lambda: run_wrk(f"http://127.0.0.1:{envoy_cached_port}/jwt/x", args.seconds, args.connections, envoy_cached, [bearer(repeated)]),
-        "Eu": lambda: run_wrk(f"http://127.0.0.1:{envoy_uncached_port}/jwt/x", args.seconds, args.connections, envoy_uncached, script=lua_script(work, new_tokens[1:], "Authorization", "Bearer ")),
+        "3n": lambda: run_wrk(f"http://127.0.0.1:{haproxy_port}/", args.seconds, args.connections, haproxy, script=new_token_script),
+        "Eu": lambda: run_wrk(f"http://127.0.0.1:{envoy_uncached_port}/jwt/x", args.seconds, args.connections, envoy_uncached, script=new_token_script),
         "4": lambda: run_wrk(f"http://127.0.0.1:{keyway_port}/open/x", args.seconds, args.connections, keyway),
         "4p": lambda: run_wrk(f"http://127.0.0.1:{bare_port}/open/x", args.seconds, args.connections, bare),
         "5": lambda: run_wrk(f"http://127.0.0.1:{keyway_port}/converse/x", args.seconds, args.connections, keyway, [f"X-CONVERSE-TOKEN: {converse}"]),
         "6": lambda: run_wrk(f"http://127.0.0.1:{keyway_port}/jwt/x", args.seconds, args.connections, keyway, [bearer(repeated)]),
-        "7": lambda: run_wrk(f"http://127.0.0.1:{fresh_port}/jwt/x", args.seconds, args.connections, keyway_fresh, script=lua_script(work, new_tokens[1:], "Authorization", "Bearer ")),
+        "7": lambda: run_wrk(f"http://127.0.0.1:{fresh_port}/jwt/x", args.seconds, args.connections, keyway_fresh, script=new_token_script),
         "8": lambda: run_wrk(f"http://127.0.0.1:{miss_port}/converse/x", args.seconds, args.connections, keyway_miss, script=lua_script(work, miss_tokens, "X-CONVERSE-TOKEN", "")),
         "9": lambda: run_wrk(f"http://127.0.0.1:{keyway_port}/converse/x", args.seconds, args.connections, keyway, script=lua_script(work, bad_tokens, "X-CONVERSE-TOKEN", "")),
         "5r": lambda: run_wrk(f"http://127.0.0.1:{redis_cached_port}/converse/x", args.seconds, args.connections, Together(keyway_redis, redis), [f"X-CONVERSE-TOKEN: {redis_converse}"]),
