@@ -19,6 +19,7 @@
 //! `layer_rule::imports_follow_the_layer_rule` reads this block and every file of `src/`.
 //!
 //! ```text
+//! properties
 //! app
 //! reload
 //! build
@@ -38,6 +39,8 @@
 //! identity http_policy
 //! ```
 //!
+//! - `properties` (tests and fuzzing builds only): the invariants of every parser of untrusted
+//!   bytes, driven by proptest in `make test` and by the fuzz targets in `fuzz/`.
 //! - `app`: the Pingora server (listeners, services, signals); `reload`: SIGHUP -> a new
 //!   runtime swapped in; `build`: settings -> runtime.
 //! - `admin`: `/metrics`, `/healthz`, `/readyz`; `edge`: client connections (how many, how long
@@ -75,6 +78,8 @@ pub mod lifecycle;
 pub mod listeners;
 pub mod logging;
 pub mod metrics;
+#[cfg(any(test, fuzzing))]
+pub mod properties;
 pub mod proxy;
 pub mod reload;
 pub mod routing;
@@ -235,7 +240,8 @@ mod layer_rule {
             unique.len(),
             "a module on two lines: {layers:?}"
         );
-        assert_eq!(rank(&layers, "app"), Some(0));
+        assert_eq!(rank(&layers, "properties"), Some(0), "tests sit above everything");
+        assert_eq!(rank(&layers, "app"), Some(1));
         assert!(rank(&layers, "identity") > rank(&layers, "config"));
     }
 

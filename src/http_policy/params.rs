@@ -27,20 +27,21 @@ pub fn pairs(encoded: &[u8]) -> Vec<(String, String)> {
 }
 
 /// `encoded` without the pairs whose name is one of `names`, every other pair kept byte for
-/// byte; `None` when there was nothing to remove (or the text is not UTF-8).
-pub fn without(encoded: &[u8], names: &[&str]) -> Option<String> {
-    let text = std::str::from_utf8(encoded).ok()?;
-    let removed = |pair: &&str| {
-        let name = pair.split('=').next().unwrap_or("");
-        url::form_urlencoded::parse(name.as_bytes())
+/// byte; `None` when there was nothing to remove. Works on bytes, as [`pairs`] reads them: a
+/// body that is not UTF-8 still has its secrets removed.
+pub fn without(encoded: &[u8], names: &[&str]) -> Option<Vec<u8>> {
+    let removed = |pair: &[u8]| {
+        let name = pair.split(|&b| b == b'=').next().unwrap_or_default();
+        url::form_urlencoded::parse(name)
             .next()
             .is_some_and(|(decoded, _)| names.iter().any(|name| is_named(&decoded, name)))
     };
-    if !text.split('&').any(|pair| removed(&pair)) {
+    let pairs = || encoded.split(|&b| b == b'&');
+    if !pairs().any(removed) {
         return None;
     }
-    let kept: Vec<&str> = text.split('&').filter(|pair| !removed(pair)).collect();
-    Some(kept.join("&"))
+    let kept: Vec<&[u8]> = pairs().filter(|pair| !removed(pair)).collect();
+    Some(kept.join(&b'&'))
 }
 
 /// A request's parameters: its query's, and a read body's (form fields, or a JSON body's
@@ -126,11 +127,11 @@ mod tests {
         assert_eq!(read, vec!["v-1", "v2"], "decoded, any case, any encoding");
         assert_eq!(
             without(query.as_bytes(), &["codeVerifier"]).as_deref(),
-            Some("a=1&x=a+b"),
+            Some(&b"a=1&x=a+b"[..]),
             "every pair that is read is removed, the rest kept byte for byte"
         );
         assert_eq!(without(b"a=1&b=2", &["codeVerifier"]), None);
-        assert_eq!(without(b"user=t", &["user"]).as_deref(), Some(""));
+        assert_eq!(without(b"user=t", &["user"]).as_deref(), Some(&b""[..]));
     }
 
     #[test]

@@ -77,6 +77,7 @@ pub(super) fn without_secrets(
         .uri
         .query()
         .and_then(|query| params::without(query.as_bytes(), secrets))
+        .and_then(|kept| String::from_utf8(kept).ok())
         .and_then(|kept| {
             let path = request.uri.path();
             let rebuilt = if kept.is_empty() {

@@ -13,6 +13,8 @@ mod upstream_errors;
 
 pub use ctx::RequestCtx;
 pub use respond::OwnResponse;
+#[cfg(any(test, fuzzing))]
+pub use upstream_errors::rewrite_upstream_error;
 
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;

@@ -106,6 +106,26 @@ impl ErrorBodyRewrite {
     }
 }
 
+/// The whole rewrite of one upstream error response of `status` whose body arrives in
+/// `chunks` (request id `fuzz`): the body the client gets and the `code` label. For the
+/// property tests and fuzz targets of `crate::properties`.
+#[cfg(any(test, fuzzing))]
+pub fn rewrite_upstream_error(status: u16, chunks: &[&[u8]]) -> (Bytes, String) {
+    let mut response = ResponseHeader::build(status, None).expect("an error status");
+    let HeadDecision::Buffer(mut rewrite) = on_upstream_head(&Method::GET, &mut response) else {
+        unreachable!("an error without a length is buffered");
+    };
+    let (mut out, mut code) = (Bytes::new(), String::new());
+    for (index, chunk) in chunks.iter().enumerate() {
+        let mut body = Some(Bytes::copy_from_slice(chunk));
+        if let Some(label) = rewrite.filter(&mut body, index + 1 == chunks.len(), "fuzz") {
+            code = label.into_owned();
+        }
+        out = body.unwrap_or(out);
+    }
+    (out, code)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,22 +138,9 @@ mod tests {
         response
     }
 
-    fn run(status: u16, chunks: &[&[u8]]) -> (Bytes, Option<Cow<'static, str>>) {
-        let mut response = head(status, None);
-        let HeadDecision::Buffer(mut rewrite) = on_upstream_head(&Method::GET, &mut response)
-        else {
-            panic!("expected buffering");
-        };
-        let mut code = None;
-        let mut out = Bytes::new();
-        for (index, chunk) in chunks.iter().enumerate() {
-            let mut body = Some(Bytes::copy_from_slice(chunk));
-            code = rewrite.filter(&mut body, index + 1 == chunks.len(), "rid");
-            if let Some(body) = body {
-                out = body;
-            }
-        }
-        (out, code)
+    fn run(status: u16, chunks: &[&[u8]]) -> (Bytes, Option<String>) {
+        let (body, code) = rewrite_upstream_error(status, chunks);
+        (body, Some(code))
     }
 
     #[test]
@@ -141,7 +148,7 @@ mod tests {
         let (body, code) = run(500, &[b"oops ", b"it broke"]);
         assert_eq!(code.as_deref(), Some("500-00"));
         let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(value["error"]["requestId"], "rid");
+        assert_eq!(value["error"]["requestId"], "fuzz");
         assert_eq!(value["error"]["message"], "Internal Server Error");
     }
 

@@ -418,6 +418,29 @@ fn a_verifier_is_read_and_removed_under_one_naming_rule() {
     assert_eq!(forwarded, json!({"UserInfoId": id, "name": "Ada"}));
 }
 
+#[test]
+fn a_verifier_in_a_form_body_that_is_not_utf8_is_removed_too() {
+    // Found by the parameter property (src/properties.rs): the authenticator read such a body
+    // lossily and accepted its verifier, but the removal gave up on the non-UTF-8 byte and
+    // forwarded the verifier upstream.
+    let setup = start();
+    let id = user_info_id(&setup, &setup.tokens["ES256"]);
+    let mut body = format!("userInfoId={id}&codeVerifier={VERIFIER}&name=").into_bytes();
+    body.push(0xff);
+    let url = setup.keyway.url("/api/visitor/setIdentity/c8");
+    let response = Client::new()
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let seen = setup.backend.only("/api/visitor/setIdentity/c8");
+    let mut expected = format!("userInfoId={id}&name=").into_bytes();
+    expected.push(0xff);
+    assert_eq!(seen.body, expected);
+}
+
 fn a_credential_parameter_given_twice_is_refused_and_nothing_is_consumed(kind: StoreKind) {
     // Issue 12, finding 7: keyway authenticated the first userInfoId and forwarded the others.
     let setup = start_on(kind);
