@@ -99,13 +99,11 @@ fn resolve(name: &str, sources: &Sources<'_>) -> Result<String, String> {
 
 /// A secret file's content without its trailing line break; the error names the file only.
 fn read_secret_file(path: &Path) -> Result<String, String> {
-    let text = std::fs::read_to_string(path).map_err(|error| {
-        let reason = match error.kind() {
-            std::io::ErrorKind::InvalidData => "it is not UTF-8 text".to_owned(),
-            _ => error.to_string(),
-        };
-        format!("cannot read secret file {}: {reason}", path.display())
-    })?;
+    let text = super::files::read_named_file(path)
+        .and_then(|bytes| {
+            String::from_utf8(bytes).map_err(|_| std::io::Error::other("it is not UTF-8 text"))
+        })
+        .map_err(|error| format!("cannot read secret file {}: {error}", path.display()))?;
     Ok(text.trim_end_matches(['\n', '\r']).to_owned())
 }
 

@@ -10,6 +10,7 @@ pub mod api_keys;
 pub mod converse;
 mod env;
 mod field;
+pub mod files;
 pub mod hosted_email;
 pub mod identity;
 pub mod raw;

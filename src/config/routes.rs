@@ -546,7 +546,7 @@ fn compile_request_schema(
     };
     let route = route.unwrap_or("?");
     let path = context.base.join(&file);
-    let document = std::fs::read(&path)
+    let document = super::files::read_named_file(&path)
         .map_err(|error| format!("route {route:?}: cannot read {file:?}: {error}"))
         .and_then(|bytes| {
             serde_json::from_slice::<serde_json::Value>(&bytes)

@@ -7,6 +7,7 @@
 //! Only the configured URL is ever fetched: token headers (`jku`, `x5u`, …) are never used.
 
 use super::keys::KeySet;
+use crate::config::files::read_named_file;
 use crate::config::identity::{JwksTiming, KeySource, ProviderSettings};
 use crate::lifecycle::ReadinessCheck;
 use crate::metrics::Metrics;
@@ -71,8 +72,8 @@ impl ProviderKeys {
                 &settings.algorithms,
             )),
             KeySource::File { path } => {
-                let document =
-                    std::fs::read(path).map_err(|error| format!("{}: {error}", path.display()))?;
+                let document = read_named_file(path)
+                    .map_err(|error| format!("{}: {error}", path.display()))?;
                 static_keys(
                     KeySet::from_file_contents(&document, &settings.algorithms)
                         .map_err(|error| format!("{}: {error}", path.display()))?,
