@@ -12,7 +12,7 @@ export ASAPP_API_SECRET ?= demo-asapp-api-secret
 export HOSTED_EMAIL_KEY ?= ZGVtby1rZXktbm90LWZvci1wcm9kdWN0aW9uLTAwMDE=
 export HOSTED_EMAIL_PASSKEY ?= demo-reviews-passkey-0001
 
-.PHONY: deps run test bench bench-load
+.PHONY: deps run test bench bench-load bench-instructions fuzz
 
 deps:
 	@command -v curl >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >/dev/null; }
@@ -48,3 +48,15 @@ bench: deps
 bench-load: deps
 	cargo build --release --bins --examples
 	python3 bench/load.py
+
+# Instructions per request under callgrind, keyway against bare Pingora: repeatable where
+# wall-clock rates are not (installs valgrind if missing).
+bench-instructions: deps
+	cargo build --release --bins --examples
+	python3 bench/instructions.py
+
+# Coverage-guided fuzzing of every parser of untrusted bytes (fuzz/run.sh; FUZZ_SECONDS per
+# target, default 1800; FUZZ_TARGETS to choose). Not part of `make test`: the same invariants
+# run there as property tests.
+fuzz: deps
+	fuzz/run.sh
