@@ -240,7 +240,11 @@ mod layer_rule {
             unique.len(),
             "a module on two lines: {layers:?}"
         );
-        assert_eq!(rank(&layers, "properties"), Some(0), "tests sit above everything");
+        assert_eq!(
+            rank(&layers, "properties"),
+            Some(0),
+            "tests sit above everything"
+        );
         assert_eq!(rank(&layers, "app"), Some(1));
         assert!(rank(&layers, "identity") > rank(&layers, "config"));
     }
