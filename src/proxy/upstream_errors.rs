@@ -108,7 +108,7 @@ impl ErrorBodyRewrite {
 
 /// The whole rewrite of one upstream error response of `status` whose body arrives in
 /// `chunks` (request id `fuzz`): the body the client gets and the `code` label. For the
-/// property tests and fuzz targets of `crate::properties`.
+/// property tests and the fuzz targets (the `properties` module).
 #[cfg(any(test, fuzzing))]
 pub fn rewrite_upstream_error(status: u16, chunks: &[&[u8]]) -> (Bytes, String) {
     let mut response = ResponseHeader::build(status, None).expect("an error status");
