@@ -15,6 +15,13 @@ use std::time::Duration;
 const DISCARD_LIMIT: usize = 256 * 1024;
 /// How long it waits for that body.
 const DISCARD_TIMEOUT: Duration = Duration::from_secs(1);
+/// After an early answer on a connection that closes: the most unread request body keyway
+/// still reads and drops, so the close does not reset the client before it reads the answer
+/// (nginx's lingering close). A body larger than this, or slower than [`LINGER_TIMEOUT`],
+/// meets a reset, as it would at any proxy.
+const LINGER_LIMIT: usize = 16 * 1024 * 1024;
+/// How long keyway keeps reading that body after the answer.
+const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
 
 const JSON: &str = "application/json";
 
@@ -136,12 +143,36 @@ pub(super) async fn send_error(
     error: GatewayError,
 ) -> pingora::Result<()> {
     ctx.code = Some(error.code());
-    if !discard_request_body(session).await {
+    let reusable = discard_request_body(session).await;
+    if !reusable {
         session.set_keepalive(None);
     }
     OwnResponse::error(&ctx.request_id, &error)
         .send(session, &ctx.request_id)
-        .await
+        .await?;
+    if !reusable {
+        linger(session).await;
+    }
+    Ok(())
+}
+
+/// Reads and drops what the client still sends of its body after the answer, within
+/// [`LINGER_LIMIT`] and [`LINGER_TIMEOUT`], so that the close that follows is a clean one.
+/// A client awaiting `100-continue` sends nothing more: there is nothing to wait for.
+async fn linger(session: &mut Session) {
+    if session.is_body_done() || session.req_header().headers.contains_key(header::EXPECT) {
+        return;
+    }
+    let mut remaining = LINGER_LIMIT;
+    let _ = tokio::time::timeout(LINGER_TIMEOUT, async {
+        while let Ok(Some(chunk)) = session.read_request_body().await {
+            let Some(left) = remaining.checked_sub(chunk.len()) else {
+                return;
+            };
+            remaining = left;
+        }
+    })
+    .await;
 }
 
 /// Reads and drops a small unread request body before an early answer, so the connection can

@@ -332,10 +332,8 @@ fn brute_force_is_locked_out_and_big_bodies_are_refused_fast(kind: StoreKind) {
         .body(huge)
         .send();
     let elapsed = started.elapsed();
-    // The answer comes before the body is read; the client may see it or a reset.
-    if let Ok(response) = response {
-        assert_eq!(response.status(), 413);
-    }
+    // The answer comes before the body is read; keyway drops the rest, so no reset.
+    assert_eq!(response.expect("the 413, not a reset").status(), 413);
     assert!(elapsed < Duration::from_secs(1), "413 took {elapsed:?}");
 }
 

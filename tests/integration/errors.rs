@@ -214,6 +214,30 @@ fn a_streamed_body_over_the_limit_is_413() {
     assert_eq!(Some(request_id.as_str()), response.header("x-request-id"));
 }
 
+/// A client that sends all of a body announced over the limit reads its 413: keyway answers
+/// early, then reads and drops the rest before it closes, so the close is not a reset that
+/// would destroy the answer (seen as a flaky broken pipe in CI before the lingering close).
+#[test]
+fn a_large_body_sent_in_full_gets_its_413_and_not_a_reset() {
+    let (_backend, keyway) = start_gateway();
+    let body = "x".repeat(2 * 1024 * 1024);
+    let request = format!(
+        "POST /api/upload HTTP/1.1\r\nHost: gateway.test\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    for round in 0..5 {
+        let response = raw_http::send(keyway.proxy, request.as_bytes());
+        assert_eq!(response.status, 413, "round {round}: {response:?}");
+        let (_, code, _) = envelope(&response.body);
+        assert_eq!(code, "413-01", "round {round}");
+        assert_eq!(
+            response.header("connection"),
+            Some("close"),
+            "round {round}"
+        );
+    }
+}
+
 /// Reads one response with a Content-Length body from a kept-alive connection.
 fn read_one(reader: &mut BufReader<TcpStream>) -> (u16, Vec<u8>) {
     let mut status_line = String::new();
