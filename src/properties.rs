@@ -19,6 +19,7 @@ use crate::http_policy::{normalise_name, strict_json};
 use crate::identity::{Claims, Principal};
 use crate::jwt::keys::KeySet;
 use crate::proxy::rewrite_upstream_error;
+use base64::Engine;
 use http::{HeaderName, HeaderValue};
 use jsonwebtoken::Algorithm;
 use pingora::http::RequestHeader;
@@ -137,7 +138,7 @@ pub fn header_names(data: &[u8]) {
 }
 
 /// Compact JWS and JWT parsing: never a panic; what parses has three base64url segments, an
-/// allowed algorithm, and claims that are one JSON object.
+/// allowed algorithm, a signature in canonical base64url, and claims that are one JSON object.
 pub fn jws(data: &[u8]) {
     let Ok(token) = std::str::from_utf8(data) else {
         return;
@@ -151,7 +152,11 @@ pub fn jws(data: &[u8]) {
         parsed.jws.signing_input(),
         &token[..segments[0].len() + 1 + segments[1].len()]
     );
-    assert!(parsed.jws.signature_bytes().is_some());
+    let signature = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(parsed.jws.signature());
+    assert_eq!(
+        signature, segments[2],
+        "the signature is canonical base64url"
+    );
     assert!(ALGORITHMS.contains(&parsed.jws.algorithm));
 }
 
