@@ -38,8 +38,9 @@ impl std::fmt::Debug for EncryptionKey {
 
 #[derive(Debug, Clone)]
 pub enum MailDelivery {
-    /// lettre's SMTP URL (may carry credentials, hence a secret).
-    Smtp { url: Secret },
+    /// lettre's SMTP URL (may carry credentials, hence a secret), and the most one SMTP
+    /// conversation may take.
+    Smtp { url: Secret, timeout: Duration },
     /// `.eml` files in this directory: the embedded default that needs no mail server.
     Outbox { dir: PathBuf },
 }
@@ -85,8 +86,13 @@ pub(super) fn compile_hosted_email(
         checker.fail(key("subject"), "must not be empty");
     }
     let smtp_url = checker.get(&key("smtp_url"), raw.smtp_url);
+    let smtp_timeout_ms = checker.get(&key("smtp_timeout_ms"), raw.smtp_timeout_ms);
+    if smtp_timeout_ms.is_some_and(|ms| !(1..=300_000).contains(&ms)) {
+        checker.fail(key("smtp_timeout_ms"), "must be between 1 and 300000");
+    }
+    let smtp = smtp_url.map(|url| (url, Duration::from_millis(smtp_timeout_ms.unwrap_or(0))));
     let outbox_dir = checker.get(&key("outbox_dir"), raw.outbox_dir);
-    let delivery = compile_delivery(smtp_url, outbox_dir, base, checker);
+    let delivery = compile_delivery(smtp, outbox_dir, base, checker);
     let encryption_keys = compile_keys(raw.encryption_keys, checker);
     let clients = compile_clients(raw.clients, checker);
     let mut per = |field: &str, value| {
@@ -118,13 +124,13 @@ pub(super) fn compile_hosted_email(
 }
 
 fn compile_delivery(
-    smtp_url: Option<Secret>,
+    smtp: Option<(Secret, Duration)>,
     outbox_dir: Option<String>,
     base: &Path,
     checker: &mut Checker,
 ) -> Option<MailDelivery> {
-    match (smtp_url, outbox_dir) {
-        (Some(url), None) => {
+    match (smtp, outbox_dir) {
+        (Some((url, timeout)), None) => {
             let scheme = url::Url::parse(url.expose()).map(|url| url.scheme().to_owned());
             if !matches!(scheme.as_deref(), Ok("smtp" | "smtps")) {
                 checker.fail(
@@ -132,7 +138,7 @@ fn compile_delivery(
                     "must be an smtp:// or smtps:// URL",
                 );
             }
-            Some(MailDelivery::Smtp { url })
+            Some(MailDelivery::Smtp { url, timeout })
         }
         (None, Some(dir)) if !dir.is_empty() => Some(MailDelivery::Outbox {
             dir: base.join(dir),

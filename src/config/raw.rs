@@ -431,6 +431,10 @@ pub struct RawHostedEmail {
     /// `outbox_dir`.
     #[serde(default)]
     pub smtp_url: Field<Secret>,
+    /// The most one SMTP conversation (connect, greeting, sending) may take before the request
+    /// fails with 503-01.
+    #[serde(default = "defaults::smtp_timeout_ms")]
+    pub smtp_timeout_ms: Field<u64>,
     /// Writes each email as an `.eml` file here instead of sending it.
     #[serde(default)]
     pub outbox_dir: Field<String>,
@@ -579,6 +583,7 @@ pub(super) mod defaults {
         user_token_ttl: u64 = 30 * 86_400;
         mail_from: String = "keyway <no-reply@localhost>".to_owned();
         mail_subject: String = "Confirm your email address".to_owned();
+        smtp_timeout_ms: u64 = 10_000;
         emails_per_address: u32 = 5;
         emails_per_client: u32 = 600;
         exchange_prefix: String = "/api/authenticate".to_owned();

@@ -6,11 +6,13 @@ use lettre::message::{Mailbox, Message, header::ContentType};
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use std::time::Duration;
 
-/// How long one SMTP conversation may take before the request fails with 503-01.
-const SMTP_TIMEOUT: Duration = Duration::from_secs(10);
-
 pub(super) enum Mailer {
-    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    /// lettre's own timeout bounds only the connect (lettre issue #1027): `timeout` bounds the
+    /// whole conversation, so a server that stalls mid-way cannot hold the request.
+    Smtp {
+        transport: AsyncSmtpTransport<Tokio1Executor>,
+        timeout: Duration,
+    },
     Outbox(AsyncFileTransport<Tokio1Executor>),
 }
 
@@ -18,7 +20,7 @@ impl std::fmt::Debug for Mailer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The SMTP URL may hold credentials: never printed.
         f.write_str(match self {
-            Mailer::Smtp(_) => "Mailer::Smtp",
+            Mailer::Smtp { .. } => "Mailer::Smtp",
             Mailer::Outbox(_) => "Mailer::Outbox",
         })
     }
@@ -36,10 +38,13 @@ impl Mailer {
     /// The transport for `delivery`; the outbox directory is created if missing.
     pub(super) fn new(delivery: &MailDelivery) -> Result<Mailer, String> {
         match delivery {
-            MailDelivery::Smtp { url } => {
+            MailDelivery::Smtp { url, timeout } => {
                 let builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose())
                     .map_err(|_| "hosted_email.smtp_url: not a usable SMTP URL".to_owned())?;
-                Ok(Mailer::Smtp(builder.timeout(Some(SMTP_TIMEOUT)).build()))
+                Ok(Mailer::Smtp {
+                    transport: builder.timeout(Some(*timeout)).build(),
+                    timeout: *timeout,
+                })
             }
             MailDelivery::Outbox { dir } => {
                 std::fs::create_dir_all(dir).map_err(|error| {
@@ -67,11 +72,17 @@ impl Mailer {
             ))
             .map_err(|error| format!("building the email: {error}"))?;
         match self {
-            Mailer::Smtp(transport) => transport
-                .send(message)
-                .await
-                .map(drop)
-                .map_err(|error| format!("SMTP delivery failed: {error}")),
+            Mailer::Smtp { transport, timeout } => {
+                match tokio::time::timeout(*timeout, transport.send(message)).await {
+                    Ok(sent) => sent
+                        .map(drop)
+                        .map_err(|error| format!("SMTP delivery failed: {error}")),
+                    Err(_) => Err(format!(
+                        "SMTP delivery failed: no answer within {} ms",
+                        timeout.as_millis()
+                    )),
+                }
+            }
             Mailer::Outbox(transport) => transport
                 .send(message)
                 .await
