@@ -169,7 +169,7 @@ fn submit(keyway: &Keyway, query: &str, headers: &[(&str, &str)]) -> Response {
 }
 
 /// How many authtokens the store holds (only their SHA-256 is there).
-fn stored_authtokens(store: &TestStore) -> i64 {
+pub fn stored_authtokens(store: &TestStore) -> i64 {
     store.records("hosted_email_authtoken")
 }
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 const OTHER_ISSUER: &str = "https://idp.other.example";
 
 /// Claims that pass, with `patch` applied (null removes a claim).
-fn claims(patch: Value) -> Value {
+pub fn claims(patch: Value) -> Value {
     let mut claims = json!({
         "iss": ISSUER, "aud": "chat", "sub": "user-42", "exp": unix_now() + 600, "iat": unix_now(),
         "roles": ["agent", "admin"], "org": {"id": "org-7"}
@@ -36,7 +36,7 @@ fn keys() -> Value {
 }
 
 /// A config with two providers (ours, and another customer's on the same JWKS) and routes.
-fn jwt_config(backend: std::net::SocketAddr, jwks_url: &str, provider_extra: &str) -> String {
+pub fn jwt_config(backend: std::net::SocketAddr, jwks_url: &str, provider_extra: &str) -> String {
     crate::support::config(
         backend,
         &format!(

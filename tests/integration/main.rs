@@ -12,6 +12,7 @@ mod converse;
 mod deploy;
 mod errors;
 mod exchange;
+mod faults;
 mod fleet;
 mod forwarding;
 mod hardening;

@@ -30,6 +30,11 @@ pub fn password_hash() -> &'static str {
 
 /// A config with the token API, two users, a protected route and extra `[converse]` keys.
 pub fn config(backend: SocketAddr, store: &TestStore, converse_extra: &str) -> String {
+    config_on(backend, &store.section(), converse_extra)
+}
+
+/// [`config`] with the `[store]` table given.
+pub fn config_on(backend: SocketAddr, store_section: &str, converse_extra: &str) -> String {
     super::config(
         backend,
         &format!(
@@ -49,7 +54,7 @@ upstream = "backend"
 auth = ["converse"]
 identity_headers = {{ "x-auth-email" = "email", "x-auth-admin" = "admin" }}
 "#,
-            store = store.section(),
+            store = store_section,
             users = users(),
         ),
     )

@@ -15,6 +15,7 @@ macro_rules! on_both_stores {
 
 pub mod backend;
 pub mod converse;
+pub mod fault_proxy;
 pub mod jose;
 pub mod keyway;
 pub mod load;
