@@ -12,7 +12,7 @@ export ASAPP_API_SECRET ?= demo-asapp-api-secret
 export HOSTED_EMAIL_KEY ?= ZGVtby1rZXktbm90LWZvci1wcm9kdWN0aW9uLTAwMDE=
 export HOSTED_EMAIL_PASSKEY ?= demo-reviews-passkey-0001
 
-.PHONY: deps run test bench bench-load bench-instructions fuzz
+.PHONY: deps run test bench bench-load bench-instructions fuzz soak
 
 deps:
 	@command -v curl >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >/dev/null; }
@@ -38,6 +38,14 @@ test: deps
 	cargo clippy --all-targets -- -D warnings
 	cargo test --all-targets
 	python3 bench/load.py --smoke --profile debug --out target/bench-smoke
+
+# A bounded soak, not in CI (about 20 minutes): 10 minutes of a fixed-rate mix of every route
+# kind, sampled every 10 s into bench/soak/soak.csv and soak.svg; then 50 rounds of kill -9
+# during a token-creation storm, on SQLite and on Redis (`make test` runs 10).
+soak: deps
+	cargo build --release --bins --examples
+	python3 bench/soak.py
+	KEYWAY_KILL_ROUNDS=50 cargo test --test integration acknowledged_tokens_survive_kill_9 -- --nocapture
 
 bench: deps
 	cargo bench --bench hot_path
