@@ -318,6 +318,7 @@ mod tests {
         let problems = problems_of(
             r#"
 smtp_url = "http://mail.example.com"
+smtp_timeout_ms = 0
 outbox_dir = "outbox"
 encryption_keys = [{ id = "k1", key = "c2hvcnQ=" }, { id = "k1", key = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=" }]
 [[clients]]
@@ -334,6 +335,7 @@ api_versions = ["5.4"]
         );
         let expected = [
             "hosted_email.smtp_url",
+            "hosted_email.smtp_timeout_ms",
             "hosted_email.encryption_keys[0].key",
             "hosted_email.encryption_keys[1].id",
             "hosted_email.clients[0].passkey",

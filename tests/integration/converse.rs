@@ -449,7 +449,7 @@ fn acknowledged_tokens_survive_kill_9(kind: StoreKind) {
         tokens.len()
     );
     println!(
-        "{rounds} kill -9 rounds: {} acknowledged tokens, all verified below",
+        "{kind:?}: {rounds} kill -9 rounds, {} acknowledged tokens, all verified below",
         tokens.len()
     );
     let keyway = Keyway::start(&config, &[]);
