@@ -5,7 +5,7 @@
 //! (`path_prefix = 17`) is reported together with every other problem in the file, each under
 //! its full key path (`routes[1].path_prefix`).
 
-use super::ConfigProblem;
+use super::{ConfigProblem, MAX_CLIENT_NAME_BYTES};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -103,12 +103,12 @@ impl Checker {
         mut taken: impl Iterator<Item = &'a str>,
     ) -> Option<String> {
         let name = self.require(key, field)?;
-        let label_safe = !name.is_empty()
+        let label_safe = (1..=MAX_CLIENT_NAME_BYTES).contains(&name.len())
             && name
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
         if !label_safe {
-            self.fail(key, "must be letters, digits, \"-\", \"_\" or \".\"");
+            self.fail(key, "must be 1-64 letters, digits, \"-\", \"_\" or \".\"");
         }
         if taken.any(|other| other == name) {
             self.fail(key, format!("{name:?} is used twice"));

@@ -331,6 +331,11 @@ name = "a"
 passkey = "short"
 callback_urls = []
 api_versions = ["5.4"]
+[[clients]]
+name = "a-name-longer-than-sixty-four-bytes-is-refused-for-it-is-a-label-and-seal"
+passkey = "passkey-client-c-0123456789"
+callback_urls = ["https://c.example.com/"]
+api_versions = ["5.4"]
 "#,
         );
         let expected = [
@@ -343,6 +348,7 @@ api_versions = ["5.4"]
             "hosted_email.clients[0].callback_urls[0]",
             "hosted_email.clients[1].name",
             "hosted_email.clients[1].callback_urls",
+            "hosted_email.clients[2].name",
         ];
         for key in expected {
             assert!(

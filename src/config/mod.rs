@@ -18,6 +18,10 @@ mod routes;
 pub mod secret;
 mod server;
 
+/// The longest client name (a metric label, and part of every sealed hosted-email user token,
+/// which must stay within the opener's size limit).
+pub const MAX_CLIENT_NAME_BYTES: usize = 64;
+
 pub use api_keys::{ApiKeyClient, ApiKeySettings};
 pub use converse::ConverseSettings;
 pub use hosted_email::HostedEmailSettings;

@@ -111,6 +111,29 @@ mod tests {
         }
     }
 
+    /// The largest claims keyway can seal (the longest address `plain_email` admits, the
+    /// longest client name, the longest key id, the widest times) still open: the opener's
+    /// size limit can never refuse a token keyway issued.
+    #[test]
+    fn the_largest_claims_keyway_seals_still_open() {
+        use crate::config::MAX_CLIENT_NAME_BYTES;
+        use crate::identity::{MAX_EMAIL_BYTES, plain_email};
+        let domain = ["d".repeat(63), "d".repeat(63), "d".repeat(61)].join(".");
+        let email = format!("{}@{domain}", "l".repeat(64));
+        assert_eq!(email.len(), MAX_EMAIL_BYTES);
+        assert!(plain_email(&email).is_some());
+        let claims = UserClaims {
+            email,
+            client: "c".repeat(MAX_CLIENT_NAME_BYTES),
+            iat: i64::MIN,
+            exp: i64::MIN,
+        };
+        let ring = KeyRing::new(&[key(&"k".repeat(32), 1)]);
+        let token = ring.seal(&claims);
+        assert!(token.len() <= MAX_TOKEN_BYTES, "{} bytes", token.len());
+        assert_eq!(ring.open(&token), Some(claims));
+    }
+
     #[test]
     fn sealed_tokens_open_and_nothing_else_does() {
         let ring = KeyRing::new(&[key("k1", 1)]);
