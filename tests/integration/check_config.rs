@@ -133,7 +133,7 @@ customers = ["nobody"]
         "routes[2].max_body_bytes: a route with request_schema holds each body before forwarding it: at most 65536",
         r#"routes[2].customers[0]: no identity provider or API-key client for customer "nobody""#,
         "api_keys.secret_header: must differ from api_keys.id_header",
-        "api_keys.clients[0].name: must be letters, digits",
+        "api_keys.clients[0].name: must be 1-64 letters, digits",
         "api_keys.clients[0].secret_sha256: must be 64 hex digits",
     ] {
         assert!(
