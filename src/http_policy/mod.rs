@@ -188,10 +188,15 @@ fn check_path(path: &[u8]) -> Result<(), TargetRejection> {
     Ok(())
 }
 
-/// The decoded path must be UTF-8 without characters a server could fold into ASCII.
+/// The decoded path must be UTF-8 without control characters (the C1 controls `U+0080` to
+/// `U+009F`, such as NEL, encoded in UTF-8: found by `make fuzz`) and without characters a
+/// server could fold into ASCII.
 fn check_encoded_text(path: &[u8]) -> Result<(), TargetRejection> {
     let decoded: Vec<u8> = percent_encoding::percent_decode(path).collect();
     let text = std::str::from_utf8(&decoded).map_err(|_| TargetRejection::InvalidUtf8)?;
+    if text.chars().any(char::is_control) {
+        return Err(TargetRejection::DangerousEncoding);
+    }
     if text.chars().any(folds_into_ascii) {
         return Err(TargetRejection::CompatibilityForm);
     }
@@ -323,6 +328,8 @@ mod tests {
             (b"/api/%C0%AFadmin", InvalidUtf8),
             (b"/api/%E0%80%AF", InvalidUtf8),
             (b"/api/%C3", InvalidUtf8),
+            (b"/api/%C2%85next", DangerousEncoding),
+            (b"/%C2%88", DangerousEncoding),
             (b"/api%EF%BC%8Fadmin", CompatibilityForm),
             (b"/api/%EF%BC%8E%EF%BC%8E/admin", CompatibilityForm),
             (b"/api/%EF%BC%BCadmin", CompatibilityForm),

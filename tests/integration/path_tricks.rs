@@ -71,6 +71,8 @@ fn path_tricks_table() {
         (b"*", Refused),
         // Overlong UTF-8 and compatibility forms of `.` and `/` (issue 12, finding 10).
         (b"/public/%C0%AE%C0%AE/admin/x", Refused),
+        // A C1 control (NEL) encoded in UTF-8 (found by make fuzz).
+        (b"/public/%C2%85admin/x", Refused),
         (b"/public/%C0%AFadmin/x", Refused),
         (b"/public/%E0%80%AF/x", Refused),
         (b"/public/%EF%BC%8E%EF%BC%8E%EF%BC%8Fadmin/x", Refused),
