@@ -160,19 +160,9 @@ pub(super) async fn send_error(
 /// [`LINGER_LIMIT`] and [`LINGER_TIMEOUT`], so that the close that follows is a clean one.
 /// A client awaiting `100-continue` sends nothing more: there is nothing to wait for.
 async fn linger(session: &mut Session) {
-    if session.is_body_done() || session.req_header().headers.contains_key(header::EXPECT) {
-        return;
+    if !session.req_header().headers.contains_key(header::EXPECT) {
+        drain(session, LINGER_LIMIT, LINGER_TIMEOUT).await;
     }
-    let mut remaining = LINGER_LIMIT;
-    let _ = tokio::time::timeout(LINGER_TIMEOUT, async {
-        while let Ok(Some(chunk)) = session.read_request_body().await {
-            let Some(left) = remaining.checked_sub(chunk.len()) else {
-                return;
-            };
-            remaining = left;
-        }
-    })
-    .await;
 }
 
 /// Reads and drops a small unread request body before an early answer, so the connection can
@@ -192,8 +182,17 @@ async fn discard_request_body(session: &mut Session) -> bool {
     if expects_continue || declared.is_some_and(|length| length > DISCARD_LIMIT) {
         return false;
     }
-    let mut remaining = DISCARD_LIMIT;
-    let drained = tokio::time::timeout(DISCARD_TIMEOUT, async {
+    drain(session, DISCARD_LIMIT, DISCARD_TIMEOUT).await
+}
+
+/// Reads and drops the rest of the request body: true if it ended within `limit` bytes and
+/// `timeout`, false if it was larger, slower or broken.
+async fn drain(session: &mut Session, limit: usize, timeout: Duration) -> bool {
+    if session.is_body_done() {
+        return true;
+    }
+    let mut remaining = limit;
+    let drained = tokio::time::timeout(timeout, async {
         loop {
             match session.read_request_body().await {
                 Ok(Some(chunk)) if chunk.len() <= remaining => remaining -= chunk.len(),
