@@ -108,7 +108,10 @@ impl Checker {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
         if !label_safe {
-            self.fail(key, "must be 1-64 letters, digits, \"-\", \"_\" or \".\"");
+            self.fail(
+                key,
+                format!("must be 1-{MAX_CLIENT_NAME_BYTES} letters, digits, \"-\", \"_\" or \".\""),
+            );
         }
         if taken.any(|other| other == name) {
             self.fail(key, format!("{name:?} is used twice"));

@@ -1,5 +1,6 @@
-//! A steady load on loopback: keep-alive connections (one client each), each sending one
-//! request after another until told to stop, counting every answer that is not a 200.
+//! Load on loopback: keep-alive connections (one client each), each sending one request after
+//! another until told to stop. [`RecordedLoad`] tallies every answer by code (for tests that
+//! inject faults); [`SteadyLoad`] asserts that every answer was a 200.
 
 use reqwest::blocking::{Client, RequestBuilder};
 use std::sync::Arc;
