@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds the fuzz targets with libFuzzer's coverage instrumentation on the stable toolchain and
 # runs each on its corpus (fuzz/corpus/<target>, committed) until it has used FUZZ_CPU_SECONDS
-# of CPU (user + system; default 1800), then minimises the corpus. The budget is CPU time, not
+# of CPU (user + system; default 1800), then minimises the corpus. The hand-written seeds and
+# the inputs of past findings (fuzz/seeds/<target>/seed-*, regression-*) are read as a second,
+# read-only input directory: minimisation renames and drops corpus files, never these. The budget is CPU time, not
 # wall time, so a run that shares its core with a build or a test takes longer but still gets
 # its full budget; FUZZ_SECONDS (default three times the CPU budget) caps the wall time. A
 # watchdog reads the fuzzer's CPU time from /proc every few seconds and asks it to stop with
@@ -49,12 +51,12 @@ stop_at_cpu_budget() {
 }
 
 for target in $targets; do
-    mkdir -p "corpus/$target" "artifacts/$target"
+    mkdir -p "corpus/$target" "seeds/$target" "artifacts/$target"
     log=$(mktemp)
     binary="target/$triple/release/$target"
     started=$(date +%s)
     "$binary" -max_total_time="$wall_cap" -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 \
-        -artifact_prefix="artifacts/$target/" "corpus/$target" </dev/null >"$log" 2>&1 &
+        -artifact_prefix="artifacts/$target/" "corpus/$target" "seeds/$target" </dev/null >"$log" 2>&1 &
     fuzzer=$!
     cpu=$(stop_at_cpu_budget "$fuzzer")
     wait "$fuzzer" || failed=1
