@@ -260,17 +260,37 @@ pub(super) fn compile_admin(
 
 pub(super) fn compile_log(raw: RawLog, checker: &mut Checker) -> Option<LogSettings> {
     let level = checker.get("log.level", raw.level)?;
-    let level = checker.check(
-        "log.level",
-        tracing_subscriber::EnvFilter::try_new(&level)
-            .map(|_| level.clone())
-            .map_err(|_| format!("invalid log filter {level:?}")),
-    );
+    let level = checker.check("log.level", check_log_filter(level));
     let access_log = checker.get("log.access_log", raw.access_log);
     Some(LogSettings {
         level: level?,
         access_log: access_log?,
     })
+}
+
+/// The longest `[log] level` accepted, in bytes.
+const MAX_LOG_FILTER_BYTES: usize = 1024;
+
+/// A `[log] level`: `level` and `target=level` directives, comma-separated, as `tracing`
+/// parses them. Span and field filters (`target[span{field=value}]=level`) are refused: a field
+/// value is a regular expression that `tracing` compiles to a DFA whose size can grow
+/// exponentially with the pattern (the `config` fuzz target found a 300-byte filter that took
+/// minutes to check), and a config check, a start or a reload must be quick.
+fn check_log_filter(level: String) -> Result<String, String> {
+    if level.len() > MAX_LOG_FILTER_BYTES {
+        return Err(format!("must be at most {MAX_LOG_FILTER_BYTES} bytes"));
+    }
+    if level.contains(['[', ']', '{', '}']) {
+        return Err(
+            "span and field filters ([span{field=value}]) are not accepted: use \
+                    level or target=level directives"
+                .to_owned(),
+        );
+    }
+    match tracing_subscriber::EnvFilter::try_new(&level) {
+        Ok(_) => Ok(level),
+        Err(_) => Err(format!("invalid log filter {level:?}")),
+    }
 }
 
 pub(super) fn compile_store(
@@ -489,4 +509,49 @@ pub(super) fn existing_file(base: &Path, file: &str, key: &str, checker: &mut Ch
         );
     }
     path
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn log_filters_of_levels_and_targets_are_accepted() {
+        for filter in [
+            "info",
+            "keyway=debug,info",
+            "keyway::access=off,pingora_core=warn",
+        ] {
+            assert_eq!(check_log_filter(filter.to_owned()), Ok(filter.to_owned()));
+        }
+        assert!(check_log_filter("keyway=loud".to_owned()).is_err());
+    }
+
+    /// The `config` fuzz target's timeout input: a field filter whose value pattern made
+    /// `tracing` build an enormous DFA. It is refused at once, as is any span or field filter.
+    #[test]
+    fn span_and_field_filters_are_refused_quickly() {
+        let pathological = format!(
+            "info[route{{q=000{}{}1}}]=debug",
+            ".".repeat(29),
+            "0".repeat(60)
+        );
+        let started = Instant::now();
+        for filter in [
+            pathological.as_str(),
+            "keyway[request]=debug",
+            "[{user=alice}]=trace",
+        ] {
+            let refused = check_log_filter(filter.to_owned()).unwrap_err();
+            assert!(refused.contains("span and field filters"), "{refused}");
+        }
+        assert!(started.elapsed() < Duration::from_secs(1));
+        let long = "keyway=info,".repeat(100);
+        assert!(
+            check_log_filter(long)
+                .unwrap_err()
+                .contains("at most 1024 bytes")
+        );
+    }
 }
