@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Builds the fuzz targets with libFuzzer's coverage instrumentation on the stable toolchain and
 # runs each on its corpus (fuzz/corpus/<target>, committed) until it has used FUZZ_CPU_SECONDS
-# of CPU (user + system; default 1800), then minimises the corpus. The hand-written seeds and
-# the inputs of past findings (fuzz/seeds/<target>/seed-*, regression-*) are read as a second,
-# read-only input directory: minimisation renames and drops corpus files, never these. The budget is CPU time, not
+# of CPU (user + system; default 1800), then minimises the corpus. The budget is CPU time, not
 # wall time, so a run that shares its core with a build or a test takes longer but still gets
 # its full budget; FUZZ_SECONDS (default three times the CPU budget) caps the wall time. A
-# watchdog reads the fuzzer's CPU time from /proc every few seconds and asks it to stop with
+# watchdog reads the fuzzer's CPU time from /proc every two seconds and asks it to stop with
 # SIGUSR1 (libFuzzer finishes the current input, prints its final stats and exits 0).
+# The hand-written seeds and the inputs of past findings (fuzz/seeds/<target>/seed-*,
+# regression-*) are read as a second, read-only input directory: minimisation renames and
+# drops corpus files, never these.
 # One line per run is appended to fuzz/runs.csv: date, target, wall seconds, executions,
 # coverage (libFuzzer's `cov`, edges reached), corpus files, crash files, CPU seconds.
 # A crash input is left in fuzz/artifacts/<target>/ and the script exits non-zero.
