@@ -64,7 +64,7 @@ bench-instructions: deps
 	python3 bench/instructions.py
 
 # Coverage-guided fuzzing of every parser of untrusted bytes (fuzz/run.sh; FUZZ_CPU_SECONDS of
-# CPU per target, default 1800; FUZZ_TARGETS to choose). Not part of `make test`: the same invariants
-# run there as property tests.
+# CPU per target, default 1800; FUZZ_TARGETS to choose). Not part of `make test`: the same
+# invariants run there as property tests.
 fuzz: deps
 	fuzz/run.sh
