@@ -22,7 +22,12 @@ const AFTER: Duration = Duration::from_millis(300);
 /// Recovery must come within this long after the fault ends.
 const RECOVERY_LIMIT: Duration = Duration::from_secs(5);
 /// How much keyway's resident memory may grow over a whole test.
-const MEMORY_SLACK_KIB: u64 = 16 * 1024;
+const MEMORY_SLACK_KIB: u64 = 8 * 1024;
+/// mimalloc gives freed memory back to the OS at once, so resident memory shows live memory.
+/// By default it keeps freed pages 10 ms for reuse and a thread that goes idle keeps them:
+/// two readings then differed by whole argon2id buffers (19 MiB each, one per password check
+/// thread), more than a leak of every faulted request would show.
+const LIVE_MEMORY: (&str, &str) = ("MIMALLOC_PURGE_DELAY", "0");
 
 /// One fault of the table and what the load saw.
 struct Row {
@@ -139,6 +144,12 @@ fn check(tally: &Tally, expect: &Expect, what: &str) {
     );
 }
 
+/// keyway on `config`, with its allocator set to show live memory ([`LIVE_MEMORY`]).
+fn start_keyway(config: &str, env: &[(&str, &str)]) -> Keyway {
+    let env: Vec<(&str, &str)> = env.iter().copied().chain([LIVE_MEMORY]).collect();
+    Keyway::start(config, &env)
+}
+
 /// keyway's resident set size in KiB.
 fn resident_kib(keyway: &Keyway) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{}/status", keyway.pid())).unwrap();
@@ -225,7 +236,7 @@ auth = ["none"]
 fn upstream_resets_stalls_slowness_and_half_closes() {
     let backend = Backend::start();
     let proxy = FaultProxy::start(backend.address);
-    let keyway = Keyway::start(&upstream_config(proxy.address, backend.address), &[]);
+    let keyway = start_keyway(&upstream_config(proxy.address, backend.address), &[]);
     let url = keyway.url("/api/load");
     let load = || {
         let url = url.clone();
@@ -283,7 +294,7 @@ fn jwks_errors_garbage_resets_and_stalls_keep_known_keys_and_rotation_recovers()
     let backend = Backend::start();
     let timing = "refresh_seconds = 1\nmin_refresh_seconds = 1\nrefetch_cooldown_seconds = 1\nfetch_timeout_ms = 300";
     let jwks_url = format!("http://{}/jwks.json", proxy.address);
-    let keyway = Keyway::start(
+    let keyway = start_keyway(
         &crate::jwt::jwt_config(backend.address, &jwks_url, timing),
         &[],
     );
@@ -368,7 +379,7 @@ fn smtp_refusal_stall_and_half_close_are_503_and_keep_no_authtoken() {
     );
     let generous = "emails_per_address_per_hour = 1000\nemails_per_client_per_minute = 100000";
     let config = hosted_config(&backend, &store, &delivery, generous, OLD_KEY);
-    let keyway = Keyway::start(&config, &ENV);
+    let keyway = start_keyway(&config, &ENV);
     let url = keyway.url(&format!(
         "/api/hostedauthentication?apiversion=5.4&passkey={PASSKEY_A}"
     ));
@@ -477,7 +488,7 @@ fn redis_stalls_and_restarts_are_503_and_lose_no_acknowledged_token() {
         "[store]\nbackend = \"redis\"\nurl = \"redis://{}/\"\ntimeout_ms = 300\n",
         proxy.address
     );
-    let keyway = Keyway::start(&config_on(backend.address, &store, ""), &[]);
+    let keyway = start_keyway(&config_on(backend.address, &store, ""), &[]);
     let baseline = warm_up(&keyway, token_storm(&keyway));
     let expect = Expect::shows(&["503-01"]);
     let probe = || creates_a_token(&keyway);
@@ -559,7 +570,7 @@ fn sqlite_on_a_full_filesystem_is_503_and_loses_no_acknowledged_token() {
         "[store]\npath = \"{}\"\n",
         filesystem.path().join("keyway.db").display()
     );
-    let keyway = Keyway::start(&config_on(backend.address, &store, ""), &[]);
+    let keyway = start_keyway(&config_on(backend.address, &store, ""), &[]);
     let baseline = warm_up(&keyway, token_storm(&keyway));
     let expect = Expect::shows(&["503-01"]);
     let mut row = under_fault(
