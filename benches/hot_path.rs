@@ -53,12 +53,13 @@ fn table() -> RouteTable {
         write_timeout: Duration::from_secs(1),
         idle_timeout: Duration::from_secs(1),
     };
+    let metrics = Metrics::new();
     let upstream = Arc::new(Upstream::new(
         "u".into(),
         &["127.0.0.1:9000".parse().unwrap()],
         &settings,
+        metrics.upstream_duration("u"),
     ));
-    let metrics = Metrics::new();
     let public = AuthChain::new(vec![Arc::new(Instrumented::new(auth::none(), &metrics))]);
     let routes = (0..20)
         .map(|n| {
@@ -83,6 +84,7 @@ fn table() -> RouteTable {
                 inject: Vec::new(),
                 stripped_everywhere: Vec::new(),
                 request_schema: None,
+                duration: metrics.request_duration(&spec.name),
             };
             Route::new(&spec, resolved)
         })

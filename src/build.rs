@@ -151,7 +151,7 @@ pub fn build(settings: &Settings, foundation: &Foundation) -> Result<Built, Buil
         .prepare(&settings.identity_providers)
         .map_err(BuildError)?;
     let services = build_services(settings, metrics, store.clone(), &counters, &provider_keys)?;
-    let routes = build_routes(settings, &services)?;
+    let routes = build_routes(settings, &services, metrics)?;
     Ok(Built {
         runtime: Runtime {
             routes,
@@ -346,14 +346,21 @@ fn jwt_claims_in_use(settings: &Settings) -> Vec<String> {
     names
 }
 
-fn build_routes(settings: &Settings, services: &Services) -> Result<RouteTable, BuildError> {
+fn build_routes(
+    settings: &Settings,
+    services: &Services,
+    metrics: &Metrics,
+) -> Result<RouteTable, BuildError> {
     let upstreams = settings
         .upstreams
         .iter()
         .map(|spec| {
             Ok((
                 spec.name.clone(),
-                Arc::new(Upstream::build(spec).map_err(BuildError)?),
+                Arc::new(
+                    Upstream::build(spec, metrics.upstream_duration(&spec.name))
+                        .map_err(BuildError)?,
+                ),
             ))
         })
         .collect::<Result<HashMap<_, _>, BuildError>>()?;
@@ -362,7 +369,16 @@ fn build_routes(settings: &Settings, services: &Services) -> Result<RouteTable, 
     let routes = settings
         .routes
         .iter()
-        .map(|spec| build_route(spec, settings, services, &upstreams, &stripped_everywhere))
+        .map(|spec| {
+            build_route(
+                spec,
+                settings,
+                services,
+                &upstreams,
+                &stripped_everywhere,
+                metrics,
+            )
+        })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(RouteTable::new(routes))
 }
@@ -393,6 +409,7 @@ fn build_route(
     services: &Services,
     upstreams: &HashMap<String, Arc<Upstream>>,
     stripped_everywhere: &[String],
+    metrics: &Metrics,
 ) -> Result<Route, BuildError> {
     let missing = |what: String| BuildError(format!("route {:?}: {what}", spec.name));
     let target = match &spec.target {
@@ -442,6 +459,7 @@ fn build_route(
         inject,
         stripped_everywhere: stripped_everywhere.to_vec(),
         request_schema,
+        duration: metrics.request_duration(&spec.name),
     };
     Ok(Route::new(spec, resolved))
 }

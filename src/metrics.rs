@@ -4,6 +4,7 @@ use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
     IntGauge, Opts, Registry, TextEncoder,
 };
+use std::sync::OnceLock;
 use std::time::Duration;
 
 /// Buckets from 0.5 ms to 30 s: a gateway's own work is sub-millisecond, upstreams are not.
@@ -35,7 +36,12 @@ pub struct Metrics {
     login_attempts: IntCounterVec,
     client_connections: IntGauge,
     connections_refused: IntCounterVec,
+    /// The `route="-"` duration series, resolved at the first request no route matched.
+    unrouted_duration: OnceLock<Histogram>,
 }
+
+/// The `route` label of requests no route matched.
+pub const UNROUTED: &str = "-";
 
 impl Metrics {
     pub fn new() -> Self {
@@ -173,6 +179,7 @@ impl Metrics {
                 gauge
             },
             registry,
+            unrouted_duration: OnceLock::new(),
         }
     }
 
@@ -255,27 +262,37 @@ impl Metrics {
         self.tokens_revoked.inc();
     }
 
+    /// Counts one answered request. Its duration goes to `duration`, the route's series
+    /// resolved at build time ([`Metrics::request_duration`]); `None`: no route matched.
     pub fn observe_request(
         &self,
         route: &str,
         method: &str,
         status: u16,
         code: &str,
-        elapsed: Duration,
+        (elapsed, duration): (Duration, Option<&Histogram>),
     ) {
         let status = status_label(status);
         self.requests
             .with_label_values(&[route, method, status.as_str(), code])
             .inc();
-        self.request_duration
-            .with_label_values(&[route])
+        let unrouted = || {
+            self.unrouted_duration
+                .get_or_init(|| self.request_duration(UNROUTED))
+        };
+        duration
+            .unwrap_or_else(unrouted)
             .observe(elapsed.as_secs_f64());
     }
 
-    pub fn observe_upstream(&self, upstream: &str, elapsed: Duration) {
-        self.upstream_duration
-            .with_label_values(&[upstream])
-            .observe(elapsed.as_secs_f64());
+    /// The duration series of one route's requests, resolved once when the route is built.
+    pub fn request_duration(&self, route: &str) -> Histogram {
+        self.request_duration.with_label_values(&[route])
+    }
+
+    /// The response-head time series of one upstream, resolved once when it is built.
+    pub fn upstream_duration(&self, upstream: &str) -> Histogram {
+        self.upstream_duration.with_label_values(&[upstream])
     }
 
     /// The open-connection gauge of the proxy listeners.
@@ -476,14 +493,18 @@ mod tests {
     #[test]
     fn renders_counted_requests() {
         let metrics = Metrics::new();
-        metrics.observe_request("chat", "GET", 200, "", Duration::from_millis(3));
+        let chat = metrics.request_duration("chat");
+        let elapsed = Duration::from_millis(3);
+        metrics.observe_request("chat", "GET", 200, "", (elapsed, Some(&chat)));
+        metrics.observe_request(UNROUTED, "GET", 404, "404-01", (elapsed, None));
         let text = String::from_utf8(metrics.render()).unwrap();
-        assert!(
-            text.contains(
-                r#"keyway_requests_total{code="",method="GET",route="chat",status="200"} 1"#
-            ),
-            "{text}"
-        );
+        for line in [
+            r#"keyway_requests_total{code="",method="GET",route="chat",status="200"} 1"#,
+            r#"keyway_request_duration_seconds_count{route="chat"} 1"#,
+            r#"keyway_request_duration_seconds_count{route="-"} 1"#,
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
         assert_eq!(
             method_label(&http::Method::from_bytes(b"BREW").unwrap()),
             "OTHER"

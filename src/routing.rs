@@ -11,6 +11,7 @@ use crate::http_policy::body_schema::BodySchema;
 use crate::identity::TenantScope;
 use crate::upstream::Upstream;
 use http::{HeaderName, HeaderValue, Method};
+use prometheus::Histogram;
 use std::sync::Arc;
 
 /// Where an admitted request goes.
@@ -42,6 +43,8 @@ pub struct Resolved {
     pub stripped_everywhere: Vec<String>,
     /// The route's `request_schema`, compiled.
     pub request_schema: Option<Arc<BodySchema>>,
+    /// The route's request-duration series.
+    pub duration: Histogram,
 }
 
 /// One compiled `[[routes]]` entry, or a built-in endpoint's route.
@@ -66,6 +69,8 @@ pub struct Route {
     pub request_schema: Option<Arc<BodySchema>>,
     /// The `Allow` header for a 405 on this route's (host, prefix).
     allow: HeaderValue,
+    /// `keyway_request_duration_seconds{route=…}`, resolved once.
+    pub duration: Histogram,
 }
 
 impl Route {
@@ -105,6 +110,7 @@ impl Route {
             secret_parameters,
             request_schema: resolved.request_schema,
             allow: HeaderValue::from_static(""),
+            duration: resolved.duration,
         }
     }
 

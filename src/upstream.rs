@@ -4,6 +4,7 @@
 use crate::config::UpstreamSpec;
 use pingora::upstreams::peer::HttpPeer;
 use pingora::utils::tls::{WrappedX509, parse_x509};
+use prometheus::Histogram;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
 use std::sync::Arc;
@@ -29,12 +30,14 @@ pub struct Upstream {
     pub name: String,
     peers: Vec<HttpPeer>,
     next: AtomicUsize,
+    /// `keyway_upstream_duration_seconds{upstream=…}`, resolved once.
+    pub duration: Histogram,
 }
 
 impl Upstream {
     /// Resolves the spec's addresses (each to its first address) and reads its CA file; the
     /// error names the key at fault.
-    pub fn build(spec: &UpstreamSpec) -> Result<Upstream, String> {
+    pub fn build(spec: &UpstreamSpec, duration: Histogram) -> Result<Upstream, String> {
         let key = format!("upstreams.{}", spec.name);
         let addresses = spec
             .addresses
@@ -66,10 +69,20 @@ impl Upstream {
             write_timeout: spec.write_timeout,
             idle_timeout: spec.idle_timeout,
         };
-        Ok(Upstream::new(spec.name.clone(), &addresses, &settings))
+        Ok(Upstream::new(
+            spec.name.clone(),
+            &addresses,
+            &settings,
+            duration,
+        ))
     }
 
-    pub fn new(name: String, addresses: &[SocketAddr], settings: &PeerSettings) -> Self {
+    pub fn new(
+        name: String,
+        addresses: &[SocketAddr],
+        settings: &PeerSettings,
+        duration: Histogram,
+    ) -> Self {
         let pool = pool_group(&name);
         let peers = addresses
             .iter()
@@ -79,6 +92,7 @@ impl Upstream {
             name,
             peers,
             next: AtomicUsize::new(0),
+            duration,
         }
     }
 
@@ -167,7 +181,8 @@ mod tests {
             "127.0.0.1:1".parse().unwrap(),
             "127.0.0.1:2".parse().unwrap(),
         ];
-        let upstream = Upstream::new("u".into(), &addresses, &settings);
+        let duration = crate::metrics::Metrics::new().upstream_duration("u");
+        let upstream = Upstream::new("u".into(), &addresses, &settings, duration);
         let ports: Vec<u16> = (0..4)
             .map(|_| upstream.next_peer()._address.as_inet().unwrap().port())
             .collect();

@@ -9,7 +9,7 @@
 use super::ctx::RequestCtx;
 use crate::http_policy::forwarded::write_address;
 use crate::logging::{LineOutput, LogFormat, line_output, write_timestamp};
-use crate::metrics::{Metrics, method_label};
+use crate::metrics::{Metrics, UNROUTED, method_label};
 use pingora::proxy::Session;
 use std::cell::RefCell;
 use std::io::Write;
@@ -30,11 +30,11 @@ pub(super) fn record(session: &Session, ctx: &RequestCtx, metrics: &Metrics) {
     let elapsed = ctx.started.elapsed();
     let route = ctx.route_name();
     metrics.observe_request(
-        if route.is_empty() { "-" } else { route },
+        if route.is_empty() { UNROUTED } else { route },
         method,
         status,
         code,
-        elapsed,
+        (elapsed, ctx.route.as_ref().map(|route| &route.duration)),
     );
     if !ctx.runtime.access_log || !tracing::enabled!(target: TARGET, tracing::Level::INFO) {
         return;

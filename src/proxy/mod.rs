@@ -228,7 +228,7 @@ impl Gateway {
     fn observe_upstream(&self, ctx: &mut RequestCtx) {
         if let (Some(started), Some(upstream)) = (ctx.upstream_started, ctx.upstream()) {
             let elapsed = started.elapsed();
-            self.metrics.observe_upstream(&upstream.name, elapsed);
+            upstream.duration.observe(elapsed.as_secs_f64());
             ctx.upstream_elapsed = Some(elapsed);
         }
     }
