@@ -3,6 +3,10 @@
 //! The provider is chosen by the token's `iss` among those the scope admits (its customers and
 //! providers); its keys verify the signature and its policy the claims. Verified tokens are
 //! cached under the SHA-256 of the token, never past `exp` (+ leeway) or `cache.ttl_seconds`.
+//! A provider's final refusal of a token (a bad signature, an expired token, another audience or
+//! issuer) is remembered for a minute, so a token sent again and again costs one signature
+//! check, not one per request; a refusal that time or a key rotation may lift (an unknown `kid`,
+//! `nbf` or `iat` in the future, keys unavailable) is never remembered.
 //! Used by the `jwt` authenticator and by the identity exchange.
 
 use super::jwks::ProviderKeys;
@@ -18,6 +22,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 const CACHE_NAME: &str = "jwt";
+/// The cache series of remembered refusals (`hit`: a request answered from one).
+const REFUSALS_NAME: &str = "jwt_refused";
+/// How long a final refusal is remembered (never longer than `cache.ttl_seconds`).
+const REFUSAL_TTL: Duration = Duration::from_secs(60);
+/// At most this many refused tokens are remembered (an entry is under a hundred bytes).
+const REFUSALS_CAPACITY: u64 = 65_536;
 
 /// One configured provider, ready to verify.
 pub struct JwtProvider {
@@ -64,10 +74,59 @@ pub struct JwtVerifier {
     max_token_bytes: usize,
     /// Verified principals until their token's `exp` (+ leeway), at most `cache.ttl_seconds`.
     cache: CredentialCache<Principal>,
+    /// Tokens some providers refused for good, for [`REFUSAL_TTL`].
+    refusals: CredentialCache<Refusals>,
     /// The top-level claims anything reads (identity headers, the exchange); a principal keeps
     /// only these, which keeps cached principals small.
     claims_in_use: Vec<String>,
     cache_series: CacheSeries,
+    refusal_series: CacheSeries,
+}
+
+/// The providers (by index; the first 64) that refused one token for good, and the last reason.
+#[derive(Debug, Clone, Copy)]
+struct Refusals {
+    providers: u64,
+    denial: Denial,
+}
+
+impl Refusals {
+    const NONE: Refusals = Refusals {
+        providers: 0,
+        denial: Denial::Signature,
+    };
+
+    /// Why provider `index` refused the token, if it did for good.
+    fn by(&self, index: usize) -> Option<Denial> {
+        let bit = 1u64.checked_shl(u32::try_from(index).ok()?)?;
+        (self.providers & bit != 0).then_some(self.denial)
+    }
+
+    /// Remembers `refusal` by provider `index` if it is final: true when it was remembered.
+    fn record(&mut self, index: usize, refusal: JwtRefusal) -> bool {
+        let JwtRefusal::Invalid(denial) = refusal else {
+            return false;
+        };
+        let bit = u32::try_from(index)
+            .ok()
+            .and_then(|index| 1u64.checked_shl(index));
+        match bit {
+            Some(bit) if is_final(denial) => {
+                self.providers |= bit;
+                self.denial = denial;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// A refusal the same token would get from the same provider at any later time.
+fn is_final(denial: Denial) -> bool {
+    matches!(
+        denial,
+        Denial::Signature | Denial::Claim("exp" | "aud" | "iss")
+    )
 }
 
 impl std::fmt::Debug for JwtVerifier {
@@ -102,8 +161,13 @@ impl JwtVerifier {
             algorithms,
             providers,
             cache: CredentialCache::new(cache.capacity, cache.ttl),
+            refusals: CredentialCache::new(
+                cache.capacity.min(REFUSALS_CAPACITY),
+                cache.ttl.min(REFUSAL_TTL),
+            ),
             claims_in_use,
             cache_series: metrics.cache_series(CACHE_NAME),
+            refusal_series: metrics.cache_series(REFUSALS_NAME),
         }
     }
 
@@ -126,7 +190,7 @@ impl JwtVerifier {
         // A JWT is verified from its own signature: no store behind this cache to change it,
         // so the ticket is always granted.
         let ticket = self.cache.fill_ticket();
-        let (principal, valid_until_ms) = self.verify_uncached(token, scope).await?;
+        let (principal, valid_until_ms) = self.verify_uncached(token, scope, &key).await?;
         let valid_for = u64::try_from(valid_until_ms - now_ms()).unwrap_or(0);
         if let Some(ticket) = ticket {
             let valid_for = Duration::from_millis(valid_for);
@@ -135,24 +199,45 @@ impl JwtVerifier {
         Ok(principal)
     }
 
+    /// Tries each provider the scope admits for the token's issuer, skipping those that
+    /// refused this token for good within [`REFUSAL_TTL`].
     async fn verify_uncached(
         &self,
         token: &str,
         scope: &TenantScope,
+        key: &SecretKey,
     ) -> Result<Verified, JwtRefusal> {
         let unverified =
             parse(token, self.max_token_bytes, &self.algorithms).map_err(JwtRefusal::Invalid)?;
         let issuer = unverified.issuer().unwrap_or_default();
-        let candidates = self.providers.iter().filter(|provider| {
+        let candidates = self.providers.iter().enumerate().filter(|(_, provider)| {
             provider.policy.issuer == issuer
                 && scope.admits(&provider.tenant.customer_id, provider.tenant.provider_id)
         });
-        let mut verdict = Err(JwtRefusal::Invalid(Denial::UnknownIssuer));
-        for provider in candidates {
-            verdict = verify_with(provider, token, &unverified, &self.claims_in_use).await;
-            if verdict.is_ok() {
-                break;
+        let ticket = self.refusals.fill_ticket();
+        let mut refusals = self.refusals.get(key).unwrap_or(Refusals::NONE);
+        let (mut verdict, mut checked, mut learned) = (
+            Err(JwtRefusal::Invalid(Denial::UnknownIssuer)),
+            false,
+            false,
+        );
+        for (index, provider) in candidates {
+            if let Some(denial) = refusals.by(index) {
+                verdict = Err(JwtRefusal::Invalid(denial));
+                continue;
             }
+            checked = true;
+            verdict = verify_with(provider, token, &unverified, &self.claims_in_use).await;
+            match verdict {
+                Ok(_) => break,
+                Err(refusal) => learned |= refusals.record(index, refusal),
+            }
+        }
+        if let (true, Some(ticket)) = (learned, ticket) {
+            self.refusals.fill(ticket, *key, refusals, REFUSAL_TTL);
+        }
+        if verdict.is_err() && refusals.providers != 0 {
+            self.refusal_series.observe(!checked);
         }
         verdict
     }
@@ -202,4 +287,30 @@ async fn verify_with(
         .saturating_add(provider.policy.leeway_seconds)
         .saturating_mul(1000);
     Ok((principal, valid_until_ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_final_refusals_of_the_first_64_providers_are_remembered() {
+        let mut refusals = Refusals::NONE;
+        assert!(refusals.record(0, JwtRefusal::Invalid(Denial::Signature)));
+        assert!(refusals.record(63, JwtRefusal::Invalid(Denial::Claim("exp"))));
+        for (index, refusal) in [
+            (1, JwtRefusal::Invalid(Denial::NoKey)),
+            (2, JwtRefusal::Invalid(Denial::Claim("nbf"))),
+            (3, JwtRefusal::Invalid(Denial::Claim("iat"))),
+            (4, JwtRefusal::KeysUnavailable),
+            (64, JwtRefusal::Invalid(Denial::Signature)),
+        ] {
+            assert!(!refusals.record(index, refusal), "{index}: {refusal:?}");
+        }
+        assert_eq!(refusals.by(0), Some(Denial::Claim("exp")));
+        assert_eq!(refusals.by(63), Some(Denial::Claim("exp")));
+        for index in [1, 2, 3, 4, 64, usize::MAX] {
+            assert_eq!(refusals.by(index), None, "{index}");
+        }
+    }
 }

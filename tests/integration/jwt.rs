@@ -237,6 +237,48 @@ fn a_token_of_another_customer_is_refused_on_this_customers_route() {
 }
 
 #[test]
+fn a_refused_token_sent_again_is_refused_from_memory_unless_time_may_lift_it() {
+    let expired = unix_now() - 61 - 60;
+    let minted = mint(&json!({
+        "keys": keys(),
+        "tokens": [
+            {"name": "valid", "key": "rsa-1", "alg": "RS256", "claims": claims(json!({}))},
+            {"name": "expired", "key": "rsa-1", "alg": "RS256", "claims": claims(json!({"exp": expired}))},
+            {"name": "not yet", "key": "rsa-1", "alg": "RS256", "claims": claims(json!({"nbf": unix_now() + 3600}))},
+        ]
+    }));
+    let jwks = JwksServer::start(&published(&minted));
+    let backend = Backend::start();
+    let keyway = Keyway::start(&jwt_config(backend.address, &jwks.url(), ""), &[]);
+    let valid = minted.token("valid");
+    let (head, signature) = valid.rsplit_once('.').unwrap();
+    let first = if signature.starts_with('A') { 'B' } else { 'A' };
+    let tampered = format!("{head}.{first}{}", &signature[1..]);
+    let refused = [&tampered, minted.token("expired"), minted.token("not yet")];
+    for round in 0..10 {
+        for token in refused {
+            assert_eq!(call(&keyway, "/api/chat/x", token).status(), 401, "{round}");
+        }
+    }
+    let series = |result: &str| {
+        let name =
+            format!(r#"keyway_cache_requests_total{{cache="jwt_refused",result="{result}"}}"#);
+        crate::support::metric(&keyway, &name)
+    };
+    assert_eq!(
+        (series("miss"), series("hit")),
+        (2.0, 18.0),
+        "the bad signature and the expired token are checked once each; \
+         a token not valid yet is never remembered"
+    );
+    assert_eq!(call(&keyway, "/api/chat/x", valid).status(), 200);
+    assert!(
+        backend.received().len() == 1,
+        "only the valid token went upstream"
+    );
+}
+
+#[test]
 fn rotation_refetches_once_and_unknown_kid_floods_are_bounded() {
     let minted = mint(&json!({
         "keys": [{"kid": "old", "kty": "EC", "crv": "P-256"}, {"kid": "new", "kty": "EC", "crv": "P-256"}, {"kid": "attacker", "kty": "EC", "crv": "P-256"}],
