@@ -13,7 +13,8 @@ connection, dumps the counters and divides. Results are written beside the dumps
     callgrind_annotate target/bench-instructions/4.out | head -60
 
 Cases: 4p bare Pingora, 4 keyway pass-through, 4q the same with the access log off, 5 cached
-converse token, 6 repeated RS256 JWT, 7 a new RS256 JWT per request (cache on, every token new).
+converse token, 6 repeated RS256 JWT, 7 a new RS256 JWT per request (cache on, every token new),
+8 one RS256 JWT with a bad signature sent again and again (answered 401).
 """
 import argparse
 import glob
@@ -36,6 +37,7 @@ CASES = {
     "5": "keyway cached converse token",
     "6": "keyway repeated RS256 JWT",
     "7": "keyway new RS256 JWT per request",
+    "8": "keyway repeated RS256 JWT, bad signature",
 }
 WARM_UP = 200
 
@@ -84,9 +86,10 @@ def run_case(case, args, fixtures, out_dir):
     try:
         wait_ready(port, "/open/x")
         path, headers_for = request_for(case, port, fixtures)
-        send(port, path, headers_for, WARM_UP, 200)
+        expect = 401 if case == "8" else 200
+        send(port, path, headers_for, WARM_UP, expect)
         subprocess.run(["callgrind_control", "-z", str(process.pid)], check=True, capture_output=True)
-        send(port, path, lambda n: headers_for(WARM_UP + n), args.requests, 200)
+        send(port, path, lambda n: headers_for(WARM_UP + n), args.requests, expect)
         subprocess.run(["callgrind_control", f"--dump={case}", str(process.pid)], check=True, capture_output=True)
         time.sleep(1)
         dumps = [p for p in glob.glob(out_file + "*") if p != out_file]
@@ -116,6 +119,10 @@ def request_for(case, port, fixtures):
         return "/converse/x", lambda n: {"X-CONVERSE-TOKEN": token}
     if case == "6":
         return "/jwt/x", lambda n: {"Authorization": f"Bearer {fixtures['tokens'][0]}"}
+    if case == "8":
+        head, signature = fixtures["tokens"][0].rsplit(".", 1)
+        tampered = f"{head}.{'B' if signature[0] == 'A' else 'A'}{signature[1:]}"
+        return "/jwt/x", lambda n: {"Authorization": f"Bearer {tampered}"}
     return "/jwt/x", lambda n: {"Authorization": f"Bearer {fixtures['tokens'][1 + n]}"}
 
 
@@ -136,7 +143,7 @@ def main():
         private_pem, _, jwk = load.rsa_key()
         jwks = os.path.join(work, "jwks.json")
         json.dump({"keys": [jwk]}, open(jwks, "w"))
-        needs_tokens = "6" in cases or "7" in cases
+        needs_tokens = any(case in cases for case in ("6", "7", "8"))
         tokens = load.rs256_tokens(private_pem, WARM_UP + args.requests + 1) if needs_tokens else []
         backend_port = load.free_port()
         backend = load.start_backend(work, backend_port)
