@@ -98,7 +98,7 @@ impl Refusals {
 
     /// Why provider `index` refused the token, if it did for good.
     fn by(&self, index: usize) -> Option<Denial> {
-        let bit = 1u64.checked_shl(u32::try_from(index).ok()?)?;
+        let bit = provider_bit(index)?;
         (self.providers & bit != 0).then_some(self.denial)
     }
 
@@ -107,10 +107,7 @@ impl Refusals {
         let JwtRefusal::Invalid(denial) = refusal else {
             return false;
         };
-        let bit = u32::try_from(index)
-            .ok()
-            .and_then(|index| 1u64.checked_shl(index));
-        match bit {
+        match provider_bit(index) {
             Some(bit) if is_final(denial) => {
                 self.providers |= bit;
                 self.denial = denial;
@@ -119,6 +116,11 @@ impl Refusals {
             _ => false,
         }
     }
+}
+
+/// Provider `index`'s bit in [`Refusals::providers`]; `None` beyond the first 64.
+fn provider_bit(index: usize) -> Option<u64> {
+    1u64.checked_shl(u32::try_from(index).ok()?)
 }
 
 /// A refusal the same token would get from the same provider at any later time.

@@ -272,8 +272,9 @@ fn a_refused_token_sent_again_is_refused_from_memory_unless_time_may_lift_it() {
          a token not valid yet is never remembered"
     );
     assert_eq!(call(&keyway, "/api/chat/x", valid).status(), 200);
-    assert!(
-        backend.received().len() == 1,
+    assert_eq!(
+        backend.received().len(),
+        1,
         "only the valid token went upstream"
     );
 }
