@@ -82,12 +82,6 @@ fn decode_segment(segment: &str) -> Option<Vec<u8>> {
         .ok()
 }
 
-fn is_base64url(segment: &str) -> bool {
-    segment
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
 /// Parses a compact JWS: size first, then shape and header.
 pub fn parse_jws<'a>(
     token: &'a str,
@@ -106,14 +100,20 @@ pub fn parse_jws<'a>(
     ) else {
         return Err(Denial::Malformed);
     };
-    let shaped = [header, payload, signature]
-        .iter()
-        .all(|segment| is_base64url(segment));
-    if !shaped || header.is_empty() || signature.is_empty() {
+    if header.is_empty() || signature.is_empty() {
         return Err(Denial::Malformed);
     }
-    let header_json = decode_segment(header).and_then(|bytes| strict_json::parse_object(&bytes));
-    let header_json = header_json.ok_or(Denial::Malformed)?;
+    let signing_input = &token[..header.len() + 1 + payload.len()];
+    // Decoding is the alphabet check (URL-safe, unpadded, no stray bits): one pass per segment,
+    // every segment before anything is read from the header.
+    let (Some(header), Some(payload), Some(signature)) = (
+        decode_segment(header),
+        decode_segment(payload),
+        decode_segment(signature),
+    ) else {
+        return Err(Denial::Malformed);
+    };
+    let header_json = strict_json::parse_object(&header).ok_or(Denial::Malformed)?;
     let algorithm = header_json
         .get("alg")
         .and_then(Value::as_str)
@@ -131,9 +131,9 @@ pub fn parse_jws<'a>(
     Ok(Jws {
         algorithm,
         kid,
-        payload: decode_segment(payload).ok_or(Denial::Malformed)?,
-        signing_input: &token[..header.len() + 1 + payload.len()],
-        signature: decode_segment(signature).ok_or(Denial::Malformed)?,
+        payload,
+        signing_input,
+        signature,
     })
 }
 
