@@ -4,6 +4,7 @@
 //! Pingora's own debug and trace records print request heads (targets with their queries,
 //! headers with their credentials): they are never written, whatever the configured level.
 
+use std::cell::Cell;
 use std::io::Write;
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -112,9 +113,29 @@ impl LineOutput {
 }
 
 /// `2026-12-01T07:46:07.018969Z`: the timestamp every line starts with, as `tracing` writes it.
+/// The text up to the seconds is kept per thread and redone only when the second changes.
 pub fn write_timestamp(out: &mut Vec<u8>, now: SystemTime) {
     let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
     let seconds = since_epoch.as_secs();
+    LAST_SECOND.with(|last| {
+        let (second, mut text) = last.get();
+        if second != Some(seconds) {
+            text = second_text(seconds);
+            last.set((Some(seconds), text));
+        }
+        out.extend_from_slice(&text);
+    });
+    write_padded(out, u64::from(since_epoch.subsec_micros()), 6);
+    out.push(b'Z');
+}
+
+thread_local! {
+    /// The second this thread last wrote a timestamp in, and its text (`2026-12-01T07:46:07.`).
+    static LAST_SECOND: Cell<(Option<u64>, [u8; 20])> = const { Cell::new((None, [0; 20])) };
+}
+
+/// `2026-12-01T07:46:07.`: a timestamp up to its fraction of a second (years 0-9999).
+fn second_text(seconds: u64) -> [u8; 20] {
     let (year, month, day) = civil_from_days((seconds / 86_400) as i64);
     let of_day = seconds % 86_400;
     let fields = [
@@ -124,12 +145,13 @@ pub fn write_timestamp(out: &mut Vec<u8>, now: SystemTime) {
         (of_day / 3600, 2, b':'),
         (of_day / 60 % 60, 2, b':'),
         (of_day % 60, 2, b'.'),
-        (u64::from(since_epoch.subsec_micros()), 6, b'Z'),
     ];
+    let mut out = Vec::with_capacity(20);
     for (value, width, after) in fields {
-        write_padded(out, value, width);
+        write_padded(&mut out, value, width);
         out.push(after);
     }
+    out.try_into().unwrap_or([b'0'; 20])
 }
 
 /// `value` in decimal, zero-padded to `width` digits.
@@ -188,5 +210,15 @@ mod tests {
         assert_eq!(at(1_796_111_167, 18_969), "2026-12-01T07:46:07.018969Z");
         assert_eq!(at(951_782_400, 5), "2000-02-29T00:00:00.000005Z");
         assert_eq!(at(4_102_444_799, 999_999), "2099-12-31T23:59:59.999999Z");
+        assert_eq!(
+            at(4_102_444_799, 1),
+            "2099-12-31T23:59:59.000001Z",
+            "the same second again, from the kept text"
+        );
+        assert_eq!(
+            at(1_796_111_167, 0),
+            "2026-12-01T07:46:07.000000Z",
+            "an earlier second"
+        );
     }
 }

@@ -98,7 +98,9 @@ impl AccessLine<'_> {
         write_timestamp(out, SystemTime::now());
         out.extend_from_slice(b"  INFO keyway::access: request request_id=\"");
         out.extend_from_slice(self.request_id.as_bytes());
-        let _ = write!(out, "\" route={:?} method=\"", self.route);
+        out.extend_from_slice(b"\" route=");
+        debug_string(out, self.route);
+        out.extend_from_slice(b" method=\"");
         out.extend_from_slice(self.method.as_bytes());
         out.extend_from_slice(b"\" path=");
         out.extend_from_slice(self.path.as_bytes());
@@ -106,7 +108,8 @@ impl AccessLine<'_> {
         out.extend_from_slice(itoa::Buffer::new().format(self.status).as_bytes());
         out.extend_from_slice(b" code=\"");
         out.extend_from_slice(self.code.as_bytes());
-        let _ = write!(out, "\" upstream={:?}", self.upstream);
+        out.extend_from_slice(b"\" upstream=");
+        debug_string(out, self.upstream);
         self.write_times(out, b" duration_ms=", b" upstream_ms=");
         if let Some(client) = self.client {
             out.extend_from_slice(b" client=");
@@ -147,6 +150,19 @@ impl AccessLine<'_> {
             out.extend_from_slice(upstream);
             out.extend_from_slice(ryu::Buffer::new().format(upstream_ms).as_bytes());
         }
+    }
+}
+
+/// `value` quoted as `{:?}` writes it (as `tracing`'s text lines show strings), without the
+/// formatting machinery when nothing in it needs escaping (route and upstream names).
+fn debug_string(out: &mut Vec<u8>, value: &str) {
+    let plain = |byte: &u8| (b' '..=b'~').contains(byte) && *byte != b'"' && *byte != b'\\';
+    if value.as_bytes().iter().all(plain) {
+        out.push(b'"');
+        out.extend_from_slice(value.as_bytes());
+        out.push(b'"');
+    } else {
+        let _ = write!(out, "{value:?}");
     }
 }
 
@@ -228,6 +244,15 @@ mod tests {
         let mut escaped = Vec::new();
         json_string(&mut escaped, b",\"k\":\"", "a\u{1}b\\");
         assert_eq!(escaped, br#","k":"a\u0001b\\""#);
+    }
+
+    #[test]
+    fn names_are_quoted_as_debug_formatting_quotes_them() {
+        for name in ["chat", "chat \"v1\"", "a\\b", "tab\there", "é", "", "it's"] {
+            let mut out = Vec::new();
+            debug_string(&mut out, name);
+            assert_eq!(String::from_utf8(out).unwrap(), format!("{name:?}"));
+        }
     }
 
     #[test]
