@@ -644,12 +644,15 @@ def measure(args, work, started):
             runs[case].append(result)
             print(f"rep {repetition + 1} case {case} {name}: {result['rps']:.0f} rps, non-2xx {result['non_2xx']}", flush=True)
     # Open loop at fixed shares of nginx's measured maximum, the same rates for every case.
+    # The floor (4p) shows what any one-thread Pingora proxy can do at these rates.
     open_loop_targets = {
+        "1": (f"http://127.0.0.1:{backend_port}/", []),
         "2": (f"http://127.0.0.1:{nginx_port}/", []),
         "3": (f"http://127.0.0.1:{haproxy_port}/", [bearer(repeated)]),
         "E": (f"http://127.0.0.1:{envoy_port}/open/x", []),
         "Ec": (f"http://127.0.0.1:{envoy_cached_port}/jwt/x", [bearer(repeated)]),
         "4": (f"http://127.0.0.1:{keyway_port}/open/x", []),
+        "4p": (f"http://127.0.0.1:{bare_port}/open/x", []),
         "5": (f"http://127.0.0.1:{keyway_port}/converse/x", [f"X-CONVERSE-TOKEN: {converse}"]),
         "6": (f"http://127.0.0.1:{keyway_port}/jwt/x", [bearer(repeated)]),
     }
