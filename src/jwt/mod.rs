@@ -261,6 +261,21 @@ mod tests {
             // of 4n+1, and trailing bits that another decoder would drop.
             format!("{}.c2lnA", ok.rsplit_once('.').unwrap().0),
             format!("{}.c2l", ok.rsplit_once('.').unwrap().0),
+            // Decoding is the only alphabet check: the standard alphabet, padding and
+            // non-ASCII are refused in every segment.
+            format!("{}.c2l+", ok.rsplit_once('.').unwrap().0),
+            format!("{}.c2k/", ok.rsplit_once('.').unwrap().0),
+            format!("{}.c2k=", ok.rsplit_once('.').unwrap().0),
+            ok.replacen('.', "=.", 1),
+            ok.replacen('.', ".é", 1),
+            // A malformed segment is refused as malformed before the algorithm is looked at.
+            format!(
+                "{}.c2l+",
+                token(json!({"alg": "none"}), claims.clone())
+                    .rsplit_once('.')
+                    .unwrap()
+                    .0
+            ),
         ] {
             assert_eq!(
                 parse(&bad, 8192, ALLOWED).unwrap_err(),
